@@ -1,0 +1,115 @@
+"""Typed settings, read once per process from the environment (prefix ``GATEHOUSE_``).
+
+Entry points call :func:`load_settings` and pass the result down; nothing below the entry points
+reads ``os.environ``. List values are comma-separated (``GATEHOUSE_APIGEE_ENVIRONMENTS=test,prod``).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.errors import InputError
+
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_OWNER_ID = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+class Policy(StrEnum):
+    """What registration may do to proxies it owns (external-dns semantics)."""
+
+    SYNC = "sync"  # create, update, and undeploy when the service goes away
+    UPSERT_ONLY = "upsert-only"  # create and update, never undeploy
+    CREATE_ONLY = "create-only"  # create only
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything an entry point needs to build adapters and run a use case."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEHOUSE_", frozen=True, extra="ignore")
+
+    # identity of this installation: written on every proxy gatehouse creates
+    owner_id: str = "gatehouse"
+
+    # Apigee
+    apigee_org: str = ""
+    apigee_environments: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["test"])
+    apigee_endpoint: str = "https://apigee.googleapis.com"
+    # the identity Apigee uses to mint Google ID tokens for targets; holds roles/run.invoker per service
+    proxy_service_account: str = ""
+    policy: Policy = Policy.UPSERT_ONLY
+    keep_revisions: int = Field(default=5, ge=1, le=200)
+    deploy_timeout_seconds: float = Field(default=300.0, gt=0)
+    deploy_poll_seconds: float = Field(default=2.0, gt=0)
+    # per-process client-side budget; Apigee allows 6,000 management calls a minute per org
+    apigee_calls_per_minute: int = Field(default=1200, ge=1, le=6000)
+
+    # Cloud Run: regions and projects swept by a full reconcile
+    cloudrun_endpoint: str | None = None
+    projects: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    regions: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # profiles (None = the file shipped with gatehouse)
+    profiles_file: Path | None = None
+    default_profile: str | None = None
+
+    # Firestore: leases and per-service status
+    firestore_project: str | None = None
+    firestore_database: str = "(default)"
+    lease_seconds: float = Field(default=120.0, gt=0)
+
+    # Pub/Sub
+    commands_topic: str = "gatehouse-commands"
+
+    # local stack: endpoints above point at stand-ins, calls go out without credentials
+    anonymous_credentials: bool = False
+
+    # retries inside one process (Pub/Sub and Cloud Run retry the rest)
+    retry_attempts: int = Field(default=5, ge=1, le=20)
+    retry_max_wait_seconds: float = Field(default=20.0, gt=0)
+    http_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("apigee_environments", "projects", "regions", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("apigee_environments")
+    @classmethod
+    def _env_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"invalid Apigee environment name {name!r}")
+        return value
+
+    @field_validator("owner_id")
+    @classmethod
+    def _owner(cls, value: str) -> str:
+        if not _OWNER_ID.match(value):
+            raise ValueError(
+                "owner_id must be 1-40 characters of lowercase letters, digits, '-' or '_', "
+                "starting with a letter (it is written as an Apigee label value)"
+            )
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise :class:`InputError` with every problem listed."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"GATEHOUSE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise InputError(f"invalid settings: {problems}") from None
