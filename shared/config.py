@@ -71,6 +71,8 @@ class Settings(BaseSettings):
 
     # Pub/Sub
     commands_topic: str = "gatehouse-commands"
+    # transient failures of older events are acknowledged: the nightly reconcile converges instead
+    max_event_age_seconds: float = Field(default=3600.0, gt=0)
 
     # local stack: endpoints above point at stand-ins, calls go out without credentials
     anonymous_credentials: bool = False

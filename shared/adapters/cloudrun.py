@@ -1,0 +1,167 @@
+"""Cloud Run Admin API v2 through the official google-cloud-run client (REST transport).
+
+Services come back as v2 REST JSON dicts (camelCase), the same shape ``gatehouse render`` reads,
+so the pure layers never see protobuf types. IAM changes are read-modify-write with the policy's
+etag; a concurrent writer makes the write fail with ABORTED and we read again.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import requests
+from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import run_v2
+from google.iam.v1 import iam_policy_pb2, policy_pb2
+from google.protobuf.json_format import MessageToDict
+
+from shared.adapters.http import retrying
+from shared.errors import ConflictError, NotFoundError, PermanentError, TransientError
+
+T = TypeVar("T")
+INVOKER_ROLE = "roles/run.invoker"
+_TRANSIENT = (
+    gexc.TooManyRequests,
+    gexc.InternalServerError,
+    gexc.BadGateway,
+    gexc.ServiceUnavailable,
+    gexc.GatewayTimeout,
+    gexc.DeadlineExceeded,
+    gexc.RetryError,
+)
+
+
+def map_google_error(exc: Exception, what: str) -> Exception:
+    """google.api_core / transport exceptions -> the gatehouse vocabulary."""
+    if isinstance(exc, (*_TRANSIENT, requests.RequestException)):
+        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, gexc.NotFound):
+        return NotFoundError(f"{what}: not found", status=404)
+    if isinstance(exc, gexc.Aborted | gexc.Conflict):
+        return ConflictError(f"{what}: {exc}", status=409)
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return PermanentError(f"{what}: {exc}", status=getattr(exc, "code", None))
+    return exc
+
+
+class CloudRunClient:
+    """The ``shared.ports.CloudRunApi``."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        credentials: Credentials | None = None,
+        anonymous: bool = False,
+        retry_attempts: int = 5,
+        retry_max_wait: float = 20.0,
+        timeout: float = 30.0,
+        page_size: int = 500,
+    ) -> None:
+        options = ClientOptions(api_endpoint=endpoint) if endpoint else None
+        if credentials is None and anonymous:
+            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        self.client = run_v2.ServicesClient(credentials=credentials, transport="rest", client_options=options)
+        self.retry = retrying(retry_attempts, retry_max_wait)
+        self.timeout = timeout
+        self.page_size = page_size
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        def attempt() -> T:
+            try:
+                return fn()
+            except Exception as exc:
+                mapped = map_google_error(exc, what)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
+
+        return self.retry(attempt)
+
+    @staticmethod
+    def service_name(project: str, region: str, name: str) -> str:
+        return f"projects/{project}/locations/{region}/services/{name}"
+
+    def get_service(self, project: str, region: str, name: str) -> dict[str, Any] | None:
+        full = self.service_name(project, region, name)
+        try:
+            service = self._call(
+                f"get service {full}", lambda: self.client.get_service(name=full, timeout=self.timeout)
+            )
+        except NotFoundError:
+            return None
+        return _to_dict(service)
+
+    def list_services(self, project: str, region: str) -> Iterator[list[dict[str, Any]]]:
+        """Yield one list per page: a sweep costs one call per page, never one per service."""
+        parent = f"projects/{project}/locations/{region}"
+        token = ""
+        while True:
+            request = run_v2.ListServicesRequest(parent=parent, page_size=self.page_size, page_token=token)
+            page = self._call(f"list services in {parent}", functools.partial(self._first_page, request))
+            yield [_to_dict(s) for s in page.services]
+            token = page.next_page_token
+            if not token:
+                return
+
+    def _first_page(self, request: run_v2.ListServicesRequest) -> run_v2.ListServicesResponse:
+        # one HTTP call: the pager holds the first page already; we page ourselves so each call retries
+        pager = self.client.list_services(request=request, timeout=self.timeout)
+        return next(iter(pager.pages))
+
+    def add_invoker(self, project: str, region: str, name: str, member: str) -> bool:
+        return self._edit_invokers(project, region, name, member, add=True)
+
+    def remove_invoker(self, project: str, region: str, name: str, member: str) -> bool:
+        return self._edit_invokers(project, region, name, member, add=False)
+
+    def _edit_invokers(self, project: str, region: str, name: str, member: str, *, add: bool) -> bool:
+        resource = self.service_name(project, region, name)
+        for _ in range(5):
+            policy = self._call(
+                f"get IAM policy of {resource}",
+                lambda: self.client.get_iam_policy(
+                    request=iam_policy_pb2.GetIamPolicyRequest(resource=resource), timeout=self.timeout
+                ),
+            )
+            if not _edit_policy(policy, member, add=add):
+                return False
+            try:
+                request = iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=policy)
+                self._call(
+                    f"set IAM policy of {resource}",
+                    functools.partial(self.client.set_iam_policy, request=request, timeout=self.timeout),
+                )
+                return True
+            except ConflictError:
+                continue  # someone else changed the policy between our read and write: read again
+        raise TransientError(f"IAM policy of {resource} kept changing under us; will retry")
+
+
+def _edit_policy(policy: policy_pb2.Policy, member: str, *, add: bool) -> bool:
+    """Add or remove ``member`` from the unconditional invoker binding; True if the policy changed."""
+    for binding in policy.bindings:
+        if binding.role == INVOKER_ROLE and not binding.HasField("condition"):
+            if add:
+                if member in binding.members:
+                    return False
+                binding.members.append(member)
+                return True
+            if member not in binding.members:
+                return False
+            binding.members.remove(member)
+            if not binding.members:
+                policy.bindings.remove(binding)
+            return True
+    if not add:
+        return False
+    policy.bindings.add(role=INVOKER_ROLE, members=[member])
+    return True
+
+
+def _to_dict(service: run_v2.Service) -> dict[str, Any]:
+    return MessageToDict(run_v2.Service.pb(service))  # type: ignore[no-any-return]

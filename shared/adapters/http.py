@@ -1,0 +1,150 @@
+"""What every REST adapter shares: a client-side rate limit, one retry policy, error mapping.
+
+Retries use tenacity (exponential backoff with jitter, ``Retry-After`` honoured); only errors the
+vocabulary calls transient are retried, and only a few times: Pub/Sub and Cloud Run retry the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from shared.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+    is_transient,
+    is_transient_status,
+)
+from shared.logging import event, get_logger
+
+T = TypeVar("T")
+_log = get_logger("http")
+
+
+class RateLimiter:
+    """Token bucket shared by all threads of one process: at most ``per_minute`` calls a minute,
+    in bursts of at most ``burst``."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(burst if burst is not None else max(1, per_minute // 60))
+        self.tokens = self.capacity
+        self.clock = clock
+        self.sleep = sleep
+        self.updated = clock()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until one is available; returns the seconds waited."""
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            self.tokens -= 1.0
+            wait = 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+        if wait > 0:
+            self.sleep(wait)
+        return wait
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # HTTP-date form: fall back to our own backoff
+
+
+def error_from_response(response: requests.Response, what: str) -> Exception:
+    """Map a non-2xx REST response (google.rpc.Status body) onto the error vocabulary."""
+    status = response.status_code
+    message, reason = response.reason or "", None
+    try:
+        body = response.json()
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            reason = err.get("status")
+            for detail in err.get("details") or []:
+                for violation in (detail.get("violations") or []) if isinstance(detail, dict) else []:
+                    if isinstance(violation, dict) and violation.get("description"):
+                        message += f"; {violation.get('type', '')}: {violation['description']}"
+    except (ValueError, json.JSONDecodeError):
+        pass
+    text = f"{what}: HTTP {status} {reason or ''} {message}".strip()
+    if is_transient_status(status):
+        return TransientError(
+            text, status=status, retry_after=_retry_after(response.headers.get("Retry-After"))
+        )
+    if status == 404:
+        return NotFoundError(text, status=status, reason=reason)
+    if status == 409:
+        return ConflictError(text, status=status, reason=reason)
+    return PermanentError(text, status=status, reason=reason)
+
+
+def _wait(base: Callable[[RetryCallState], float], cap: float) -> Callable[[RetryCallState], float]:
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = base(state)
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
+            return min(cap, max(backoff, exc.retry_after))
+        return backoff
+
+    return wait
+
+
+def retrying(attempts: int, max_wait: float, initial: float = 0.2) -> Retrying:
+    """A tenacity policy: transient errors only, exponential backoff with jitter, Retry-After wins."""
+
+    def log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        event(
+            _log,
+            "transient failure; will retry",
+            level=20,
+            attempt=state.attempt_number,
+            attempts=attempts,
+            error=str(exc),
+        )
+
+    return Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=_wait(wait_exponential_jitter(initial=initial, max=max_wait, jitter=initial), max_wait),
+        retry=retry_if_exception(is_transient),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+
+
+def call_with_retry(policy: Retrying, fn: Callable[[], T]) -> T:
+    return policy(fn)
+
+
+def transport_error(exc: requests.RequestException, what: str) -> TransientError:
+    """Connection errors and timeouts are transient."""
+    return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def json_or_empty(response: requests.Response) -> Any:
+    if not response.content:
+        return {}
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise PermanentError(f"expected JSON from {response.url}, got {response.content[:80]!r}") from exc
