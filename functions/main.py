@@ -40,6 +40,13 @@ def _registrar() -> Any:
     return runtime.registrar(_settings())
 
 
+@functools.cache
+def _jobs() -> Any:
+    from shared import runtime
+
+    return runtime.jobs(_settings())
+
+
 def _age_seconds(cloud_event: CloudEvent) -> float:
     try:
         published = datetime.fromisoformat(str(cloud_event["time"]).replace("Z", "+00:00"))
@@ -125,7 +132,7 @@ def on_command(cloud_event: CloudEvent) -> None:
         from shared import commands
 
         try:
-            commands.run(decoded, _settings(), registrar=_registrar)
+            commands.run(decoded, _settings(), registrar=_registrar, jobs=_jobs)
         except TransientError as exc:
             _give_up_or_raise(cloud_event, exc)
         except InputError as exc:

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # transient failures of older events are acknowledged: the nightly reconcile converges instead
     max_event_age_seconds: float = Field(default=3600.0, gt=0)
 
+    # Cloud Run jobs that fleet-wide commands start (projects/P/locations/R/jobs/J)
+    reconcile_job: str = ""
+    rotate_job: str = ""
+    tickets_job: str = ""
+
     # local stack: endpoints above point at stand-ins, calls go out without credentials
     anonymous_credentials: bool = False
 

@@ -100,8 +100,10 @@ class Outcome:
 
 
 class Lease(Protocol):
-    key: str
-    holder: str
+    @property
+    def key(self) -> str: ...
+    @property
+    def holder(self) -> str: ...
 
 
 class Coordinator(Protocol):
@@ -112,3 +114,9 @@ class Coordinator(Protocol):
     def record(self, outcome: Outcome) -> None: ...
     def record_many(self, outcomes: list[Outcome]) -> None: ...
     def outcomes(self, key_prefix: str = "") -> list[Outcome]: ...
+
+
+class JobLauncher(Protocol):
+    """Starts a Cloud Run job execution for fleet-wide work."""
+
+    def run_job(self, job: str, env: dict[str, str]) -> str: ...

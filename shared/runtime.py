@@ -13,7 +13,7 @@ from shared.config import Settings
 
 if TYPE_CHECKING:
     from shared.adapters.apigee import ApigeeClient
-    from shared.adapters.cloudrun import CloudRunClient
+    from shared.adapters.cloudrun import CloudRunClient, CloudRunJobs
     from shared.adapters.firestore import FirestoreCoordinator
     from shared.registration.service import Registrar
 
@@ -40,6 +40,16 @@ def cloudrun(settings: Settings) -> CloudRunClient:
         anonymous=settings.anonymous_credentials,
         retry_attempts=settings.retry_attempts,
         retry_max_wait=settings.retry_max_wait_seconds,
+        timeout=settings.http_timeout_seconds,
+    )
+
+
+def jobs(settings: Settings) -> CloudRunJobs:
+    from shared.adapters.cloudrun import CloudRunJobs
+
+    return CloudRunJobs(
+        endpoint=settings.cloudrun_endpoint,
+        anonymous=settings.anonymous_credentials,
         timeout=settings.http_timeout_seconds,
     )
 

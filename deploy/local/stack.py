@@ -235,9 +235,9 @@ def down(state_dir: Path) -> list[str]:
 
 def _pubsub_clients(host: str) -> tuple[Any, Any]:
     os.environ["PUBSUB_EMULATOR_HOST"] = host
-    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
-    return pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    return PublisherClient(), SubscriberClient()
 
 
 def _create_topics(host: str, topics: dict[str, str]) -> None:
@@ -251,7 +251,7 @@ def _create_push_subscriptions(
 ) -> dict[str, str]:
     """Push subscriptions to the functions, as Eventarc wires them (path carries the topic, so
     functions-framework sets the CloudEvent source), with retry backoff and a dead-letter topic."""
-    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1 import types
     from google.protobuf import duration_pb2
 
     _, subscriber = _pubsub_clients(host)
@@ -262,16 +262,16 @@ def _create_push_subscriptions(
         name = f"projects/{PROJECT}/subscriptions/{TOPICS[key]}-{target.replace('_', '-')}"
         endpoint = f"{functions[target]}/{topic}"
         subscriber.create_subscription(
-            request=pubsub_v1.types.Subscription(
+            request=types.Subscription(
                 name=name,
                 topic=topic,
                 ack_deadline_seconds=60,
-                push_config=pubsub_v1.types.PushConfig(push_endpoint=endpoint),
-                retry_policy=pubsub_v1.types.RetryPolicy(
+                push_config=types.PushConfig(push_endpoint=endpoint),
+                retry_policy=types.RetryPolicy(
                     minimum_backoff=duration_pb2.Duration(seconds=1),
                     maximum_backoff=duration_pb2.Duration(seconds=10),
                 ),
-                dead_letter_policy=pubsub_v1.types.DeadLetterPolicy(
+                dead_letter_policy=types.DeadLetterPolicy(
                     dead_letter_topic=topics["dead_letter"], max_delivery_attempts=10
                 ),
             )

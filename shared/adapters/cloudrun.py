@@ -165,3 +165,41 @@ def _edit_policy(policy: policy_pb2.Policy, member: str, *, add: bool) -> bool:
 
 def _to_dict(service: run_v2.Service) -> dict[str, Any]:
     return MessageToDict(run_v2.Service.pb(service))  # type: ignore[no-any-return]
+
+
+class CloudRunJobs:
+    """Starts Cloud Run job executions (``shared.ports.JobLauncher``)."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        credentials: Credentials | None = None,
+        anonymous: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        options = ClientOptions(api_endpoint=endpoint) if endpoint else None
+        if credentials is None and anonymous:
+            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        self.client = run_v2.JobsClient(credentials=credentials, transport="rest", client_options=options)
+        self.timeout = timeout
+
+    def run_job(self, job: str, env: dict[str, str]) -> str:
+        """Start ``job`` with extra environment; returns the operation name without waiting."""
+        overrides = run_v2.RunJobRequest.Overrides(
+            container_overrides=[
+                run_v2.RunJobRequest.Overrides.ContainerOverride(
+                    env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted(env.items())]
+                )
+            ]
+        )
+        try:
+            operation = self.client.run_job(
+                request=run_v2.RunJobRequest(name=job, overrides=overrides), timeout=self.timeout
+            )
+        except Exception as exc:
+            mapped = map_google_error(exc, f"run job {job}")
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        return str(operation.operation.name)

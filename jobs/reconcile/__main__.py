@@ -1,0 +1,5 @@
+import sys
+
+from jobs.reconcile.main import main
+
+sys.exit(main())
