@@ -20,6 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# Popen objects of the children this process started: kept so that they can be reaped (and so that
+# Python does not warn about dropping a running child)
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 class StackError(RuntimeError):
     """A process of the local stack could not be started."""
@@ -68,10 +72,14 @@ def spawn(
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )
+    _children[proc.pid] = proc
     return Managed(name=name, pid=proc.pid, port=port, log=str(log_path))
 
 
 def alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -116,8 +124,13 @@ def stop(managed: Managed | int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    child = _children.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=1)
+    else:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def tail(path: str, lines: int = 20) -> str:
