@@ -4,7 +4,10 @@ IAM edits are read-modify-write."""
 
 from __future__ import annotations
 
+import io
 import threading
+import xml.etree.ElementTree as ET
+import zipfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -63,8 +66,7 @@ class FakeApigee:
             p = self.proxies.setdefault(name, FakeProxy())
             rev = max(p.revisions, default=0) + 1
             p.revisions[rev] = zip_bytes
-            p.base_path = "/" + name.rsplit("-", 1)[0]
-            p.description = "[gatehouse owner: test-owner]"
+            p.base_path, p.description = _read_bundle(zip_bytes)
             return rev
 
     def set_labels(self, name: str, labels: Mapping[str, str]) -> None:
@@ -112,9 +114,8 @@ class FakeApigee:
 
     def delete_revision(self, name: str, revision: int) -> None:
         self._call("delete_revision")
-        if revision in self.deployed.values() and (name in {p for _, p in self.deployed}):
-            if any(p == name and r == revision for (_, p), r in self.deployed.items()):
-                raise PermanentError("revision is deployed")
+        if any(p == name and r == revision for (_, p), r in self.deployed.items()):
+            raise PermanentError("revision is deployed")
         self.proxies[name].revisions.pop(revision, None)
 
     def revision_description(self, name: str, revision: int) -> str:
@@ -123,6 +124,16 @@ class FakeApigee:
         if p is None or revision not in p.revisions:
             raise NotFoundError("no such revision")
         return p.description
+
+
+def _read_bundle(zip_bytes: bytes) -> tuple[str, str]:
+    """Base path and description of a real bundle zip."""
+    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
+        names = archive.namelist()
+        endpoint = ET.fromstring(archive.read("apiproxy/proxies/default.xml"))
+        base = next(n for n in names if n.count("/") == 1 and n.endswith(".xml"))
+        description = ET.fromstring(archive.read(base)).findtext("Description") or ""
+    return endpoint.findtext("HTTPProxyConnection/BasePath") or "/", description
 
 
 class FakeCloudRun:

@@ -174,12 +174,13 @@ class Executor:
 
     def _watch(self, env: str, name: str, revision: int) -> DeploymentStatus:
         deadline = self.clock() + self.deploy_timeout
-        delay = min(0.5, self.poll_interval)  # deployments often settle within a second or two
+        # a deployment is never ready the instant it is requested; the first look waits a little
+        delay = min(0.5, self.poll_interval)
         while True:
+            self.sleep(delay)
             status = self.apigee.deployment_status(env, name, revision)
             if status.state in ("READY", "ERROR") or self.clock() >= deadline:
                 return status
-            self.sleep(delay)
             delay = min(self.poll_interval, delay * 2)
 
     def _roll_back(self, env: str, name: str, failed: int, previous: int | None) -> int | None:

@@ -1,0 +1,167 @@
+"""The registration planner as tables: (desired, current, policy) -> result and actions."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import Policy
+from shared.ports import Deployment, ProxyInfo
+from shared.registration.plan import (
+    FAILED_LABEL,
+    HASH_LABEL,
+    NEW,
+    OWNER_LABEL,
+    REVISION_LABEL,
+    Current,
+    Deploy,
+    DesiredProxy,
+    GrantInvoker,
+    ImportBundle,
+    LabelProxy,
+    Prune,
+    RevokeInvoker,
+    ServiceRef,
+    Undeploy,
+    plan,
+)
+
+REF = ServiceRef("shop-prod", "europe-west1", "orders")
+NAME = "orders-1234abcd"
+HASH = "a" * 64
+OTHER_HASH = "b" * 64
+OWNER = "team-gw"
+
+
+def desired(envs: tuple[str, ...] = ("test",), content_hash: str = HASH) -> DesiredProxy:
+    return DesiredProxy(NAME, envs, content_hash, "/orders", "apikey")
+
+
+def ours(revision: int = 3, content_hash: str = HASH, **extra: str) -> dict[str, str]:
+    return {OWNER_LABEL: OWNER, HASH_LABEL: content_hash[:48], REVISION_LABEL: str(revision), **extra}
+
+
+def proxy(labels: dict[str, str], revisions: tuple[int, ...] = (1, 2, 3)) -> ProxyInfo:
+    return ProxyInfo(NAME, labels, revisions)
+
+
+def deployed(*pairs: tuple[str, int]) -> tuple[Deployment, ...]:
+    return tuple(Deployment(env, NAME, rev) for env, rev in pairs)
+
+
+def run(want: DesiredProxy | None, current: Current, policy: Policy = Policy.UPSERT_ONLY, **kw: object):
+    return plan(REF, NAME, want, current, owner_id=OWNER, policy=policy, keep_revisions=5, **kw)  # type: ignore[arg-type]
+
+
+def test_new_proxy_is_created_labelled_and_deployed_everywhere() -> None:
+    p = run(desired(("prod", "test")), Current(None))
+    assert p.result == "create"
+    assert p.actions[:2] == (GrantInvoker(), ImportBundle())
+    label = p.actions[2]
+    assert isinstance(label, LabelProxy)
+    assert label.labels[OWNER_LABEL] == OWNER and label.labels[HASH_LABEL] == HASH[:48]
+    assert label.labels["gatehouse-service"] == "orders" and label.labels["gatehouse-project"] == "shop-prod"
+    assert p.actions[3:] == (Deploy("prod", NEW, None), Deploy("test", NEW, None))
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_unchanged_content_and_deployments_means_zero_writes(policy: Policy) -> None:
+    p = run(desired(), Current(proxy(ours()), deployed(("test", 3))), policy)
+    assert p.result == "unchanged" and p.actions == () and not p.writes
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({}, "not created by gatehouse"),
+        ({OWNER_LABEL: "someone-else", HASH_LABEL: HASH[:48]}, "owned by 'someone-else'"),
+    ],
+)
+def test_a_proxy_we_do_not_own_is_never_touched(labels: dict[str, str], expected: str) -> None:
+    p = run(desired(), Current(proxy(labels), deployed(("test", 1))))
+    assert p.result == "conflict" and not p.writes
+    assert expected in p.reason and NAME in p.reason
+
+
+def test_a_crashed_import_of_ours_is_adopted() -> None:
+    p = run(desired(), Current(proxy({}, (1,)), adoptable=True))
+    assert p.result == "update" and ImportBundle() in p.actions
+
+
+def test_changed_content_imports_a_new_revision_with_override_and_prunes() -> None:
+    p = run(desired(content_hash=OTHER_HASH), Current(proxy(ours()), deployed(("test", 3))))
+    assert p.result == "update"
+    assert Deploy("test", NEW, 3) in p.actions
+    assert p.actions[-1] == Prune(5, (1, 2, 3), ())
+
+
+def test_create_only_leaves_an_existing_proxy_alone() -> None:
+    p = run(
+        desired(content_hash=OTHER_HASH), Current(proxy(ours()), deployed(("test", 3))), Policy.CREATE_ONLY
+    )
+    assert p.result == "skip" and not p.writes
+
+
+def test_a_new_environment_redeploys_the_same_revision_without_import() -> None:
+    p = run(desired(("prod", "test")), Current(proxy(ours()), deployed(("test", 3))))
+    assert p.result == "redeploy"
+    assert p.actions == (GrantInvoker(), Deploy("prod", 3, None))
+
+
+@pytest.mark.parametrize(
+    ("policy", "result", "undeploys"),
+    [(Policy.SYNC, "redeploy", True), (Policy.UPSERT_ONLY, "unchanged", False)],
+)
+def test_an_environment_dropped_from_the_annotation_is_undeployed_only_under_sync(
+    policy: Policy, result: str, undeploys: bool
+) -> None:
+    p = run(desired(("test",)), Current(proxy(ours()), deployed(("prod", 3), ("test", 3))), policy)
+    assert p.result == result
+    assert (Undeploy("prod", 3) in p.actions) is undeploys
+    if not undeploys:
+        assert "still deployed in prod" in p.reason
+
+
+def test_a_revision_that_failed_is_not_retried_until_the_service_changes() -> None:
+    labels = ours(revision=4, **{FAILED_LABEL: "4"})
+    p = run(desired(), Current(proxy(labels, (1, 2, 3, 4)), deployed(("test", 3))))
+    assert p.result == "skip" and "failed to deploy" in p.reason
+    changed = run(
+        desired(content_hash=OTHER_HASH), Current(proxy(labels, (1, 2, 3, 4)), deployed(("test", 3)))
+    )
+    assert changed.result == "update"
+
+
+@pytest.mark.parametrize(
+    ("policy", "exists", "result", "actions"),
+    [
+        (Policy.SYNC, False, "unregister", (Undeploy("test", 3),)),
+        (Policy.SYNC, True, "unregister", (Undeploy("test", 3), RevokeInvoker())),
+        (Policy.UPSERT_ONLY, False, "skip", ()),
+        (Policy.CREATE_ONLY, False, "skip", ()),
+    ],
+)
+def test_a_deleted_or_opted_out_service(policy: Policy, exists: bool, result: str, actions: tuple) -> None:
+    p = run(
+        None,
+        Current(proxy(ours()), deployed(("test", 3))),
+        policy,
+        absent_reason="service deleted" if not exists else "label apigee-expose removed",
+        service_exists=exists,
+    )
+    assert p.result == result and p.actions == actions
+
+
+def test_deleting_a_service_never_touches_a_proxy_of_someone_else() -> None:
+    p = run(
+        None,
+        Current(proxy({}), deployed(("test", 1))),
+        Policy.SYNC,
+        absent_reason="service deleted",
+        service_exists=False,
+    )
+    assert p.result == "skip" and not p.writes and "not owned" in p.reason
+
+
+def test_absent_service_without_proxy_is_a_no_op() -> None:
+    p = run(None, Current(None), Policy.SYNC, absent_reason="service deleted", service_exists=False)
+    assert p.result == "unchanged" and not p.writes
