@@ -1,0 +1,42 @@
+# The two commands of the README:
+#   make demo   set up, start the local stack, run the main job (register a sample fleet)
+#   make test   set up and run the whole test suite (what CI runs, through .ci/run)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.gatehouse-installed
+
+.PHONY: setup demo test lint unit down bench clean
+
+$(STAMP): pyproject.toml requirements/lock.txt tools/node/package-lock.json
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e '.[dev]'
+	npm ci --prefix tools/node --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/gatehouse demo
+
+down:
+	$(BIN)/gatehouse local down
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: setup
+	$(BIN)/pytest -q -m "not stack"
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) tools/node/node_modules .gatehouse .pytest_cache .mypy_cache .ruff_cache
