@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -41,9 +42,12 @@ def _use_stack(stack: str | None) -> None:
     """Export the local stack's endpoints into this process's environment."""
     if not stack:
         return
-    from deploy.local.stack import load_state, settings_env
+    from deploy.local.stack import StackError, load_state, settings_env
 
-    state = load_state(Path(stack))
+    try:
+        state = load_state(Path(stack))
+    except StackError as exc:
+        _fail(str(exc), EXIT_FAILED)
     os.environ.update(settings_env(state))
 
 
@@ -250,10 +254,14 @@ def local_down(state_dir: Path) -> None:
 @click.option("--state-dir", default=".gatehouse/local", show_default=True, type=click.Path(path_type=Path))
 def local_env(state_dir: Path) -> None:
     """Print shell exports that point gatehouse (and gcloud-style clients) at the stack."""
-    from deploy.local.stack import load_state, settings_env
+    from deploy.local.stack import StackError, load_state, settings_env
 
-    for key, value in sorted(settings_env(load_state(state_dir)).items()):
-        click.echo(f"export {key}={json.dumps(value)}")
+    try:
+        state = load_state(state_dir)
+    except StackError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    for key, value in sorted(settings_env(state).items()):
+        click.echo(f"export {key}={shlex.quote(value)}")
 
 
 @main.command()

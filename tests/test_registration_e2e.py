@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -322,3 +323,49 @@ def test_push_envelope_posted_directly_is_decoded_like_pubsub_does(
         stack["functions"]["on_run_event"] + "/" + stack["topics"]["run_events"], json=body, timeout=30
     )
     assert r.status_code == 200
+
+
+def test_reconcile_all_command_starts_the_reconcile_job(fleet: Fleet, stack: dict[str, Any]) -> None:
+    fleet.create("e2e-job")
+    fleet.wait_outcome("e2e-job", "registered")
+    fleet.publish(
+        "commands", {"command": "reconcile", "service": "all", "mode": "plan", "request_id": "r-42"}
+    )
+    line = wait_for(
+        lambda: next(
+            (
+                json.loads(x)
+                for x in read_log(stack, "on_command").splitlines()
+                if '"request_id": "r-42"' in x and "started job" in x
+            ),
+            None,
+        ),
+        what="on_command starting the job",
+    )
+    assert line["job"] == stack["jobs"]["reconcile"]
+    execution = line["execution"]
+    assert execution.startswith(stack["jobs"]["reconcile"] + "/executions/")
+
+    # the Cloud Run stand-in ran the job as a process; its execution reports the exit code
+    def finished() -> dict[str, Any] | None:
+        e = requests.get(f"{stack['cloudrun']}/v2/{execution}", timeout=10).json()
+        return e if e.get("completionTime") else None
+
+    done = wait_for(finished, timeout=60, what="the reconcile job to finish")
+    # exit 0 when every service converged, 1 when any is in conflict or error (earlier tests leave some)
+    assert done["succeededCount"] + done["failedCount"] == 1
+    logs = Path(stack["state_dir"], "logs")
+    summary = wait_for(
+        lambda: next(
+            (
+                json.loads(x)
+                for f in logs.glob(f"{execution.rsplit('/', 1)[-1]}-*.log")
+                for x in f.read_text().splitlines()
+                if "reconcile finished" in x
+            ),
+            None,
+        ),
+        what="the job's summary line",
+    )
+    assert summary["mode"] == "plan" and summary["counts"].get("unchanged", 0) >= 1
+    assert (done["failedCount"] == 1) == bool(summary["failed"])

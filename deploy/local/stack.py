@@ -35,6 +35,8 @@ ORGANIZATION = "gatehouse-local"
 ENVIRONMENT = "test"
 OWNER_ID = "gatehouse-local"
 PROXY_SERVICE_ACCOUNT = f"apigee-proxy@{PROJECT}.iam.gserviceaccount.com"
+# Cloud Run jobs the Cloud Run stand-in runs as local processes (jobs.run)
+JOBS = {"reconcile": "jobs.reconcile"}
 TOPICS = {
     "run_events": "gatehouse-run-events",
     "commands": "gatehouse-commands",
@@ -72,6 +74,7 @@ def settings_env(state: dict[str, Any]) -> dict[str, str]:
         "GATEHOUSE_PROXY_SERVICE_ACCOUNT": state["proxy_service_account"],
         "GATEHOUSE_COMMANDS_TOPIC": state["topics"]["commands"],
         "GATEHOUSE_DEPLOY_POLL_SECONDS": "0.5",
+        **({"GATEHOUSE_RECONCILE_JOB": state["jobs"]["reconcile"]} if "jobs" in state else {}),
     }
 
 
@@ -111,56 +114,9 @@ def up(
                     raise
         pubsub, firestore = started
         topics = {k: f"projects/{PROJECT}/topics/{v}" for k, v in TOPICS.items()}
-        env = {"PUBSUB_EMULATOR_HOST": pubsub.host_port, "FIRESTORE_EMULATOR_HOST": firestore.host_port}
         _create_topics(pubsub.host_port, topics)
 
-        log("starting the Apigee and Cloud Run stand-ins")
-        apigee_port, cloudrun_port = free_port(), free_port()
-        started.append(
-            start_python(
-                "apigee-standin",
-                [
-                    "-m",
-                    "deploy.local.standins.apigee",
-                    "--port",
-                    str(apigee_port),
-                    "--org",
-                    ORGANIZATION,
-                    "--env",
-                    ENVIRONMENT,
-                    "--env",
-                    "prod",
-                    "--deploy-delay-ms",
-                    str(deploy_delay_ms),
-                    "--state-file",
-                    str(state_dir / "apigee-state.json"),
-                ],
-                port=apigee_port,
-                log_dir=logs,
-                env=env,
-                ready_path="/_standin/health",
-            )
-        )
-        started.append(
-            start_python(
-                "cloudrun-standin",
-                [
-                    "-m",
-                    "deploy.local.standins.cloudrun",
-                    "--port",
-                    str(cloudrun_port),
-                    "--audit-topic",
-                    topics["run_events"],
-                    "--state-file",
-                    str(state_dir / "cloudrun-state.json"),
-                ],
-                port=cloudrun_port,
-                log_dir=logs,
-                env=env,
-                ready_path="/_standin/health",
-            )
-        )
-
+        ports = {name: free_port() for name in ("apigee", "cloudrun", "on_run_event", "on_command")}
         state: dict[str, Any] = {
             "project": PROJECT,
             "region": REGION,
@@ -170,43 +126,91 @@ def up(
             "proxy_service_account": PROXY_SERVICE_ACCOUNT,
             "pubsub_emulator": pubsub.host_port,
             "firestore_emulator": firestore.host_port,
-            "apigee": f"http://127.0.0.1:{apigee_port}",
-            "cloudrun": f"http://127.0.0.1:{cloudrun_port}",
+            "apigee": f"http://127.0.0.1:{ports['apigee']}",
+            "cloudrun": f"http://127.0.0.1:{ports['cloudrun']}",
+            "functions": {t: f"http://127.0.0.1:{ports[t]}" for t in ("on_run_event", "on_command")},
+            "jobs": {job: f"projects/{PROJECT}/locations/{REGION}/jobs/{job}" for job in JOBS},
             "topics": topics,
             "state_dir": str(state_dir),
         }
-
-        log("starting the functions on_run_event and on_command")
-        function_env = {**settings_env(state), **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
-        functions = {}
+        # the functions and the jobs the Cloud Run stand-in starts get production-shaped settings
+        runtime_env = {**settings_env(state), **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
+        commands = {
+            "apigee-standin": [
+                "-m",
+                "deploy.local.standins.apigee",
+                "--port",
+                str(ports["apigee"]),
+                "--org",
+                ORGANIZATION,
+                "--env",
+                ENVIRONMENT,
+                "--env",
+                "prod",
+                "--deploy-delay-ms",
+                str(deploy_delay_ms),
+                "--state-file",
+                str(state_dir / "apigee-state.json"),
+            ],
+            "cloudrun-standin": [
+                "-m",
+                "deploy.local.standins.cloudrun",
+                "--port",
+                str(ports["cloudrun"]),
+                "--audit-topic",
+                topics["run_events"],
+                "--state-file",
+                str(state_dir / "cloudrun-state.json"),
+                "--job-log-dir",
+                str(logs),
+                *(arg for job, module in JOBS.items() for arg in ("--job", f"{job}={module}")),
+            ],
+        }
         for target in ("on_run_event", "on_command"):
-            port = free_port()
-            started.append(
-                start_python(
-                    target,
-                    [
-                        "-m",
-                        "functions_framework",
-                        "--target",
-                        target,
-                        "--source",
-                        str(REPO / "functions" / "main.py"),
-                        "--signature-type",
-                        "cloudevent",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                    ],
-                    port=port,
+            commands[target] = [
+                "-m",
+                "functions_framework",
+                "--target",
+                target,
+                "--source",
+                str(REPO / "functions" / "main.py"),
+                "--signature-type",
+                "cloudevent",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports[target]),
+            ]
+        port_of = {
+            "apigee-standin": ports["apigee"],
+            "cloudrun-standin": ports["cloudrun"],
+            "on_run_event": ports["on_run_event"],
+            "on_command": ports["on_command"],
+        }
+        log("starting the Apigee and Cloud Run stand-ins and the functions on_run_event and on_command")
+        with ThreadPoolExecutor(len(commands)) as pool:
+            futures = [
+                pool.submit(
+                    start_python,
+                    name,
+                    argv,
+                    port=port_of[name],
                     log_dir=logs,
-                    env=function_env,
+                    env=runtime_env,
+                    ready_path="/_standin/health" if name.endswith("standin") else "/",
                 )
-            )
-            functions[target] = f"http://127.0.0.1:{port}"
-        state["functions"] = functions
-        subscriptions = _create_push_subscriptions(pubsub.host_port, topics, functions)
-        state["subscriptions"] = subscriptions
+                for name, argv in commands.items()
+            ]
+            failure: BaseException | None = None
+            for future in futures:
+                try:
+                    started.append(future.result())
+                except BaseException as exc:  # keep collecting so every started process is stopped
+                    failure = failure or exc
+            if failure:
+                raise failure
+        functions = state["functions"]
+        state["subscriptions"] = _create_push_subscriptions(pubsub.host_port, topics, functions)
         state["processes"] = [m.to_dict() for m in started]
         state_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))

@@ -185,7 +185,7 @@ class CloudRunJobs:
         self.timeout = timeout
 
     def run_job(self, job: str, env: dict[str, str]) -> str:
-        """Start ``job`` with extra environment; returns the operation name without waiting."""
+        """Start ``job`` with extra environment; returns the execution's name without waiting for it."""
         overrides = run_v2.RunJobRequest.Overrides(
             container_overrides=[
                 run_v2.RunJobRequest.Overrides.ContainerOverride(
@@ -202,4 +202,7 @@ class CloudRunJobs:
             if mapped is exc:
                 raise
             raise mapped from exc
-        return str(operation.operation.name)
+        execution = operation.metadata
+        return (
+            str(execution.name) if execution is not None and execution.name else str(operation.operation.name)
+        )

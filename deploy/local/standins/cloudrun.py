@@ -43,10 +43,12 @@ import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from werkzeug.wrappers import Request
 
+from deploy.local.standins.cloudrun_jobs import JobsMixin
 from deploy.local.standins.server import (
     ApiError,
     Call,
@@ -156,7 +158,7 @@ def _set_path(target: dict[str, Any], source: dict[str, Any], path: str) -> None
         target.pop(leaf, None)
 
 
-class CloudRun(StandIn):
+class CloudRun(JobsMixin, StandIn):
     API = "run.v2"
     NAME = "cloudrun"
 
@@ -168,7 +170,12 @@ class CloudRun(StandIn):
         principal: str = "developer@example.com",
         state_file: str | None = None,
         check_fields: bool = False,
+        jobs: dict[str, str] | None = None,
+        job_log_dir: str | None = None,
     ) -> None:
+        self.jobs = dict(jobs or {})
+        self.job_log_dir = Path(job_log_dir) if job_log_dir else None
+        self._processes = {}
         self.audit_topic = audit_topic
         self.project_numbers = dict(project_numbers or {})
         self.principal = principal
@@ -695,6 +702,7 @@ class CloudRun(StandIn):
             self._audit_queue.join()
 
     def close(self) -> None:
+        self.stop_jobs()
         if self._audit_thread is not None:
             self._audit_queue.put(None)
             self._audit_thread.join(timeout=60)
@@ -724,13 +732,24 @@ def main(argv: list[str] | None = None) -> None:
         "--project-number-map", action="append", default=[], help="PROJECT=NUMBER (repeat or comma-separate)"
     )
     parser.add_argument("--principal", default="developer@example.com", help="caller email in audit logs")
+    parser.add_argument(
+        "--job",
+        action="append",
+        default=[],
+        metavar="NAME=MODULE",
+        help="a Cloud Run job that jobs.run starts as `python -m MODULE` (repeatable)",
+    )
+    parser.add_argument("--job-log-dir", help="directory for the job processes' output")
     args = parser.parse_args(argv)
+    jobs = dict(item.split("=", 1) for item in args.job)
     standin = CloudRun(
         audit_topic=args.audit_topic,
         project_numbers=_numbers(args.project_number_map),
         principal=args.principal,
         state_file=args.state_file,
         check_fields=args.check_fields,
+        jobs=jobs,
+        job_log_dir=args.job_log_dir,
     )
     run_forever(standin, args.port)
 
