@@ -53,6 +53,8 @@ CLOUDRUN_METHODS = {
     "run.projects.locations.operations.list",
     "run.projects.locations.operations.wait",
     "run.projects.locations.operations.delete",
+    "run.projects.locations.jobs.run",
+    "run.projects.locations.jobs.executions.get",
 }
 
 
@@ -136,7 +138,11 @@ def test_matching_reserved_expansion_and_custom_verbs() -> None:
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, Handle]]:
-    handles_ = {"apigee": apigee.start(deploy_delay_ms=100), "cloudrun": cloudrun.start()}
+    # a job the stand-in runs as `python -m this`: a module that exits 0 at once
+    handles_ = {
+        "apigee": apigee.start(deploy_delay_ms=100),
+        "cloudrun": cloudrun.start(jobs={"noop": "this"}),
+    }
     yield handles_
     for handle in handles_.values():
         handle.stop()
@@ -360,4 +366,8 @@ def test_cloudrun_scenario_uses_only_schema_fields(servers: dict[str, Handle]) -
     call("POST", f"{operation}:wait", json={})
     call("DELETE", operation)
     call("GET", operation, 404)
+    started = call("POST", f"{parent}/jobs/noop:run", json={"overrides": {"taskCount": 1}})
+    assert started["metadata"]["@type"] == "type.googleapis.com/google.cloud.run.v2.Execution"
+    call("GET", "/v2/" + started["metadata"]["name"])
+    call("POST", f"{parent}/jobs/missing:run", 404, json={})
     assert call.seen == CLOUDRUN_METHODS
