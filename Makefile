@@ -6,7 +6,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gatehouse-installed
 
-.PHONY: setup demo test lint unit down bench clean
+.PHONY: setup demo test lint unit down bench clean checkov
+
+# checkov lives in its own venv inside .venv: its pins would fight requirements/lock.txt
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV := $(VENV)/checkov/bin/checkov
+
+$(CHECKOV):
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 
 $(STAMP): pyproject.toml requirements/lock.txt tools/node/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +40,11 @@ lint: setup
 unit: setup
 	$(BIN)/pytest -q -m "not stack"
 
-test: lint
-	$(BIN)/pytest -q
+checkov: $(CHECKOV)
+	$(CHECKOV) --directory deploy/terraform --framework terraform --skip-download --quiet --compact
+
+test: lint $(CHECKOV)
+	CHECKOV=$(CHECKOV) $(BIN)/pytest -q
 
 bench: setup
 	$(BIN)/python -m bench

@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     policy: Policy = Policy.UPSERT_ONLY
     keep_revisions: int = Field(default=5, ge=1, le=200)
     deploy_timeout_seconds: float = Field(default=300.0, gt=0)
-    deploy_poll_seconds: float = Field(default=2.0, gt=0)
+    # the watch looks after 0.5 s, then backs off to this interval: a 20 s Apigee deployment costs
+    # about 6 status reads (0.5, 1.5, 3.5, 7.5, 12.5, 17.5, 22.5 s)
+    deploy_poll_seconds: float = Field(default=5.0, gt=0)
     # per-process client-side budget; Apigee allows 6,000 management calls a minute per org
     apigee_calls_per_minute: int = Field(default=1200, ge=1, le=6000)
 

@@ -1,0 +1,124 @@
+"""Management calls per service event: a NEW service (target <= 10) and an UNCHANGED one (target
+<= 3 reads, 0 writes), counted by the stand-ins themselves.
+
+What is measured. The real path: on a full local stack, a service is created through the official
+Cloud Run client; the Cloud Run stand-in publishes its two audit entries, the Pub/Sub emulator
+pushes them to ``on_run_event``, which registers the service. Then the same service is redeployed
+with a new image (a new revision: the most common event, and one its proxy does not care about).
+Before each step both stand-ins' counters are reset; after the outcome is recorded in Firestore
+their ``/_standin/stats`` are read, and the benchmark's own Cloud Run calls (counted on its client's
+session, by the same discovery routes) are subtracted. Calls are listed by route, split into reads
+and writes (``generateDeployChangeReport`` and ``testIamPermissions`` are POSTs that only read).
+
+The same two figures are also taken in-process, with ``Registrar.reconcile_service`` against fresh
+stand-ins of the same configuration (no audit publishing, so nothing else runs): that is what one
+event costs by construction, and the real-path figure must not exceed it (duplicate deliveries,
+retries or the ``operation.first`` entry would show up as a difference).
+
+Why that baseline. The target is absolute; the in-process figure is the floor the event path is
+compared to.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.harness import (
+    CallCount,
+    Outcomes,
+    RunFleet,
+    environment,
+    figure,
+    local_stack,
+    log,
+    read_stats,
+    reset_stats,
+)
+from deploy.local.stack import ENVIRONMENT, ORGANIZATION, settings_env
+
+TARGET_NEW = 10
+TARGET_UNCHANGED_READS = 3
+OUTCOME_TIMEOUT = 60.0
+
+
+def _through_pubsub(state: dict[str, Any]) -> dict[str, CallCount]:
+    fleet = RunFleet(state)
+    outcomes = Outcomes(state["project"])
+    name, counts = "calls-real", {}
+    for step, expect in (("new", "registered"), ("unchanged", "unchanged")):
+        reset_stats(state)
+        fleet.own_calls.clear()
+        started = time.perf_counter()
+        if step == "new":
+            fleet.create(name)
+        else:
+            fleet.redeploy(name, "img:2")
+        outcomes.wait(fleet.key(name), expect, timeout=OUTCOME_TIMEOUT)
+        time.sleep(1.0)  # let any late delivery (a duplicate, a retry) show in the counters too
+        counts[step] = CallCount.between(read_stats(state), fleet.own_calls)
+        log(
+            f"calls_per_service via Pub/Sub, {step}: {counts[step].total:g} calls "
+            f"({time.perf_counter() - started:.2f}s to outcome {expect!r} + 1 s settle)"
+        )
+    return counts
+
+
+def _in_process(state: dict[str, Any]) -> dict[str, CallCount]:
+    from deploy.local.standins import apigee, cloudrun
+    from shared import runtime
+    from shared.config import load_settings
+    from shared.registration.plan import ServiceRef
+
+    with (
+        apigee.start(org=ORGANIZATION, envs=(ENVIRONMENT, "prod")) as apigee_standin,
+        cloudrun.start() as cloudrun_standin,
+    ):
+        fresh = {**state, "apigee": apigee_standin.url, "cloudrun": cloudrun_standin.url}
+        with environment(settings_env(fresh)):
+            fleet = RunFleet(fresh)
+            fleet.create("calls-inproc")
+            registrar = runtime.registrar(load_settings())
+            ref = ServiceRef(state["project"], state["region"], "calls-inproc")
+            counts = {}
+            for step, expect in (("new", "registered"), ("unchanged", "unchanged")):
+                reset_stats(fresh)
+                result = registrar.reconcile_service(ref, apply=True).outcome.result
+                if result != expect:
+                    raise RuntimeError(f"in-process {step}: outcome {result!r}, expected {expect!r}")
+                counts[step] = CallCount.between(read_stats(fresh))
+                log(f"calls_per_service in-process, {step}: {counts[step].total:g} calls")
+    return counts
+
+
+def run() -> dict[str, Any]:
+    with local_stack("calls_per_service") as state:
+        real = _through_pubsub(state)
+        floor = _in_process(state)
+    new, unchanged = real["new"], real["unchanged"]
+    return {
+        "figures": [
+            figure(
+                "management calls per NEW service (create -> Pub/Sub -> on_run_event)",
+                new.total,
+                "calls",
+                baseline=floor["new"].total,
+                baseline_label="in-process Registrar.reconcile_service of a new service",
+                target=f"<= {TARGET_NEW}",
+                passed=new.total <= TARGET_NEW,
+                calls=new.to_dict(),
+                baseline_calls=floor["new"].to_dict(),
+            ),
+            figure(
+                "management calls per UNCHANGED service (redeploy -> Pub/Sub -> on_run_event)",
+                unchanged.total,
+                "calls",
+                baseline=floor["unchanged"].total,
+                baseline_label="in-process Registrar.reconcile_service of a registered service",
+                target=f"<= {TARGET_UNCHANGED_READS} reads, 0 writes",
+                passed=unchanged.reads <= TARGET_UNCHANGED_READS and unchanged.writes == 0,
+                calls=unchanged.to_dict(),
+                baseline_calls=floor["unchanged"].to_dict(),
+            ),
+        ],
+    }
