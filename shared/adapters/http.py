@@ -125,7 +125,7 @@ def retrying(attempts: int, max_wait: float, initial: float = 0.2) -> Retrying:
 
     return Retrying(
         stop=stop_after_attempt(attempts),
-        wait=_wait(wait_exponential_jitter(initial=initial, max=max_wait, jitter=initial), max_wait),
+        wait=_wait(wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial), max_wait),
         retry=retry_if_exception(is_transient),
         before_sleep=log_retry,
         reraise=True,
