@@ -219,6 +219,64 @@ def status(service: str | None, as_json: bool) -> None:
     print_outcomes(outcomes, as_json=as_json)
 
 
+# -- tickets ----------------------------------------------------------------------------------------
+
+
+@main.group(invoke_without_command=True)
+@click.option(
+    "--plan/--apply",
+    "plan_only",
+    default=False,
+    show_default=True,
+    help="--plan drains nothing and writes nothing: it prints what a run would do.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+@click.pass_context
+def tickets(ctx: click.Context, plan_only: bool, as_json: bool) -> None:
+    """Turn Apigee latency alerts into routing-policy tickets (one run of the job)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from shared import runtime
+    from shared.config import load_tickets_config
+    from shared.tickets import run
+
+    settings = _settings()
+    try:
+        config = load_tickets_config()
+        report = run(runtime.ticket_ports(settings, config), runtime.ticket_settings(config), plan=plan_only)
+    except GatehouseError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), sort_keys=True, default=str))
+    else:
+        click.echo(report.plan_text)
+    sys.exit(report.exit_code)
+
+
+@tickets.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def tickets_list(as_json: bool) -> None:
+    """Show the tickets gatehouse opened (open and closed) as a table."""
+    from dataclasses import asdict
+
+    from shared import runtime
+    from shared.cli_views import print_tickets
+    from shared.config import load_tickets_config
+    from shared.tickets.settings import TicketSettings
+
+    settings = _settings()
+    try:
+        config = load_tickets_config()
+        found = runtime.tracker(settings, config).list_tickets(TicketSettings().labels[0])
+    except GatehouseError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if as_json:
+        for ticket in found:
+            click.echo(json.dumps(asdict(ticket), sort_keys=True))
+        return
+    print_tickets(found)
+
+
 # -- local stack ---------------------------------------------------------------------------------
 
 

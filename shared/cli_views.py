@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.ports import Outcome
 
@@ -112,4 +112,21 @@ def print_outcomes(outcomes: Sequence[Outcome], *, as_json: bool) -> None:
     if not outcomes:
         console.print("no outcomes recorded yet")
         return
+    console.print(table)
+
+
+def print_tickets(tickets: Sequence[Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    if not tickets:
+        console.print("no tickets yet")
+        return
+    table = Table("#", "state", "title", "comments", "url")
+    for t in tickets:
+        state = t.state if not t.closed_reason else f"{t.state} ({t.closed_reason})"
+        style = "green" if t.state == "open" else "dim"
+        table.add_row(
+            t.id, f"[{style}]{state}[/]", t.title, str(t.comments if t.comments is not None else "-"), t.url
+        )
     console.print(table)

@@ -46,6 +46,8 @@ def run(
         }
         event(_log, f"reconcile {command.mode}: {ref.key} -> {report.outcome.result}", **summary)
         return summary
+    if command.command == "tickets":
+        return _start_job(jobs, settings.tickets_job, {"GATEHOUSE_TICKETS_MODE": command.mode}, command)
     raise InputError(f"command {command.command!r} is not available in this installation yet")
 
 

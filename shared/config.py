@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     rotate_job: str = ""
     tickets_job: str = ""
 
+    # endpoints of the other Google APIs (None: Google's); the local stack points them at stand-ins
+    secretmanager_endpoint: str | None = None
+    iam_endpoint: str | None = None
+    orgpolicy_endpoint: str | None = None
+
     # local stack: endpoints above point at stand-ins, calls go out without credentials
     anonymous_credentials: bool = False
 
@@ -122,3 +127,54 @@ def load_settings(**overrides: object) -> Settings:
             f"GATEHOUSE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
         )
         raise InputError(f"invalid settings: {problems}") from None
+
+
+class TicketsConfig(BaseSettings):
+    """Where the tickets job reads alerts and writes tickets (``GATEHOUSE_TICKETS_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEHOUSE_TICKETS_", frozen=True, extra="ignore")
+
+    # the pull subscription on the alerts topic (projects/P/subscriptions/S)
+    subscription: str = ""
+    tracker: Literal["github", "jira"] = "github"
+    # github: owner/name; jira: the project key
+    target: str = ""
+    # github: the API base (GitHub Enterprise); jira: https://your-site.atlassian.net
+    tracker_url: str | None = None
+    jira_email: str = ""
+    # Secret Manager secret holding the tracker token: projects/P/secrets/S[/versions/V]
+    token_secret: str = ""
+    max_new_per_hour: int = Field(default=10, ge=0)
+    reopen_window_days: float = Field(default=7.0, ge=0)
+    wontfix_worsen_factor: float = Field(default=2.0, gt=1)
+    fingerprint_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["project", "environment", "proxy", "family", "proposal"]
+    )
+    # primary region -> failover region proposed for the second TargetServer (a=b,c=d)
+    failover_regions: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("fingerprint_fields", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("failover_regions", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("expected primary=failover pairs, e.g. europe-west1=europe-west4")
+            return {a.strip(): b.strip() for a, b in pairs}
+        return value
+
+
+def load_tickets_config() -> TicketsConfig:
+    try:
+        return TicketsConfig()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"GATEHOUSE_TICKETS_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise InputError(f"invalid tickets settings: {problems}") from None

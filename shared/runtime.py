@@ -7,15 +7,18 @@ import, so a cold start pays only for what the first event needs.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from shared.config import Settings
+from shared.config import Settings, TicketsConfig
+from shared.errors import InputError
 
 if TYPE_CHECKING:
     from shared.adapters.apigee import ApigeeClient
     from shared.adapters.cloudrun import CloudRunClient, CloudRunJobs
     from shared.adapters.firestore import FirestoreCoordinator
     from shared.registration.service import Registrar
+    from shared.tickets.ports import TicketPorts
+    from shared.tickets.settings import TicketSettings
 
 
 def apigee(settings: Settings) -> ApigeeClient:
@@ -74,3 +77,71 @@ def registrar(settings: Settings) -> Registrar:
 
     profiles = load_profiles(settings.profiles_file)
     return Registrar(settings, apigee(settings), cloudrun(settings), coordinator(settings), profiles)
+
+
+def secretmanager_client(settings: Settings) -> Any:
+    """The official Secret Manager client, pointed at the stand-in on the local stack."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    options = (
+        ClientOptions(api_endpoint=settings.secretmanager_endpoint)
+        if settings.secretmanager_endpoint
+        else None
+    )
+    credentials = AnonymousCredentials() if settings.anonymous_credentials else None  # type: ignore[no-untyped-call]
+    return secretmanager.SecretManagerServiceClient(
+        credentials=credentials, transport="rest", client_options=options
+    )
+
+
+def ticket_settings(config: TicketsConfig) -> TicketSettings:
+    from shared.tickets.settings import JIRA_BODY_LIMIT, TicketSettings
+
+    extra: dict[str, Any] = {"max_body_chars": JIRA_BODY_LIMIT} if config.tracker == "jira" else {}
+    return TicketSettings(
+        fingerprint_fields=tuple(config.fingerprint_fields),  # type: ignore[arg-type]
+        max_new_tickets_per_hour=config.max_new_per_hour,
+        reopen_window_seconds=config.reopen_window_days * 86400,
+        wontfix_worsen_factor=config.wontfix_worsen_factor,
+        failover_regions=dict(config.failover_regions),
+        **extra,
+    )
+
+
+def tracker(settings: Settings, config: TicketsConfig) -> Any:
+    from shared.adapters.trackers import GITHUB_API, tracker_from_settings
+
+    if not config.target or not config.token_secret:
+        raise InputError("the tickets job needs GATEHOUSE_TICKETS_TARGET and GATEHOUSE_TICKETS_TOKEN_SECRET")
+    return tracker_from_settings(
+        config.tracker,
+        token_secret=config.token_secret,
+        secrets_client_factory=lambda: secretmanager_client(settings),
+        github_repo=config.target,
+        github_api=config.tracker_url or GITHUB_API,
+        jira_url=config.tracker_url or "",
+        jira_project=config.target,
+        jira_email=config.jira_email,
+    )
+
+
+def ticket_ports(settings: Settings, config: TicketsConfig) -> TicketPorts:
+    from shared.adapters.apigee_analytics import ApigeeAnalytics
+    from shared.adapters.ledger import FirestoreLedger
+    from shared.adapters.pubsub import PubSubMessages
+    from shared.tickets.ports import TicketPorts
+
+    if not config.subscription:
+        raise InputError(
+            "the tickets job needs GATEHOUSE_TICKETS_SUBSCRIPTION (the alerts pull subscription)"
+        )
+    analytics = ApigeeAnalytics(apigee(settings))
+    return TicketPorts(
+        messages=PubSubMessages(config.subscription),
+        ledger=FirestoreLedger(firestore_project(settings), settings.firestore_database),
+        tracker=tracker(settings, config),
+        stats=analytics,
+        bundles=analytics,
+    )

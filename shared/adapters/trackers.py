@@ -39,6 +39,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NoReturn
 from urllib.parse import quote, urlsplit
@@ -71,6 +72,19 @@ _SECRET = re.compile(r"^projects/[^/]+/secrets/[^/]+(?:/versions/[^/]+)?$")
 _MAX_PAGES = 100  # 10,000 tickets carrying one label is far beyond any real fingerprint
 _NOT_PLANNED_RESOLUTIONS = frozenset({"won't do", "won't fix", "declined", "duplicate"})
 _PERMISSIONS_HINT = "check the tracker token's permissions"
+
+
+@dataclass(frozen=True)
+class TicketSummary:
+    """One row of ``gatehouse tickets list``."""
+
+    id: str
+    title: str
+    state: str  # open | closed
+    closed_reason: str | None
+    url: str
+    labels: tuple[str, ...]
+    comments: int | None = None
 
 
 class TrackerRateLimitedError(TransientError):
@@ -374,6 +388,27 @@ class GitHubTracker:
                     found.append(TicketRef(str(issue["number"]), str(issue["html_url"])))
         return found
 
+    def list_tickets(self, label: str) -> list[TicketSummary]:
+        """Open and closed issues carrying ``label``, newest first."""
+        found: list[TicketSummary] = []
+        params = {"labels": label, "state": "all", "per_page": "100", "sort": "created", "direction": "desc"}
+        for page in self._pages(self._issues, params):
+            for issue in page:
+                if not isinstance(issue, Mapping) or "pull_request" in issue:
+                    continue
+                found.append(
+                    TicketSummary(
+                        str(issue.get("number")),
+                        str(issue.get("title", "")),
+                        str(issue.get("state", "open")),
+                        issue.get("state_reason") if issue.get("state") == "closed" else None,
+                        str(issue.get("html_url", "")),
+                        _labels(issue.get("labels")),
+                        issue.get("comments") if isinstance(issue.get("comments"), int) else None,
+                    )
+                )
+        return found
+
     def _pages(self, path: str, params: Mapping[str, str]) -> Iterator[list[Any]]:
         target: str | None = path
         query: Mapping[str, str] | None = params
@@ -504,6 +539,39 @@ class JiraTracker:
         for _ in range(_MAX_PAGES):
             doc = self._http.request("POST", "/rest/api/3/search/jql", json_body=body).json()
             found += [TicketRef(str(i["key"]), self._browse(str(i["key"]))) for i in doc.get("issues") or []]
+            token = doc.get("nextPageToken")
+            if not token or doc.get("isLast") is True:
+                return found
+            body["nextPageToken"] = token
+        raise PermanentError(f"Jira search for label {label}: more than {_MAX_PAGES} pages")
+
+    def list_tickets(self, label: str) -> list[TicketSummary]:
+        """Issues of the project carrying ``label``, newest first."""
+        escaped = jira_label(label).replace("\\", "\\\\").replace('"', '\\"')
+        body: dict[str, Any] = {
+            "jql": f'project = "{self.project_key}" AND labels = "{escaped}" ORDER BY created DESC',
+            "fields": ["summary", "status", "resolution", "labels", "comment"],
+            "maxResults": 100,
+        }
+        found: list[TicketSummary] = []
+        for _ in range(_MAX_PAGES):
+            doc = self._http.request("POST", "/rest/api/3/search/jql", json_body=body).json()
+            for issue in doc.get("issues") or []:
+                fields = issue.get("fields") or {}
+                done = ((fields.get("status") or {}).get("statusCategory") or {}).get("key") == "done"
+                resolution = (fields.get("resolution") or {}).get("name")
+                comments = (fields.get("comment") or {}).get("total")
+                found.append(
+                    TicketSummary(
+                        str(issue["key"]),
+                        str(fields.get("summary", "")),
+                        "closed" if done else "open",
+                        str(resolution) if done and resolution else None,
+                        self._browse(str(issue["key"])),
+                        _labels(fields.get("labels")),
+                        comments if isinstance(comments, int) else None,
+                    )
+                )
             token = doc.get("nextPageToken")
             if not token or doc.get("isLast") is True:
                 return found

@@ -1,0 +1,5 @@
+import sys
+
+from jobs.latency_tickets.main import main
+
+sys.exit(main())

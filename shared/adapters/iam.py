@@ -1,0 +1,234 @@
+"""IAM v1 service-account keys (``KeyAdmin``) over REST with google-auth's AuthorizedSession.
+
+Why not ``google.cloud.iam_admin_v1.IAMClient``: google-cloud-iam 2.27 ships only gRPC transports
+for it (``IAMClient(transport="rest")`` raises KeyError 'rest'), and the local stand-ins speak the
+REST wire format of the discovery document, as Google's REST endpoint does. The paths and fields
+below are those of ``iam.v1`` (``projects.serviceAccounts.keys``), so this runs the same code
+against Google and against ``deploy/local/standins/iam.py``.
+
+- ``privateKeyData`` is base64 of the JSON key file over REST; the gRPC client hands out the raw
+  file. :func:`key_file_bytes` accepts both, so swapping transports cannot double-decode.
+- Key names use the account's own project (``projects/P/serviceAccounts/E/keys/K``), not the ``-``
+  wildcard: with ``-`` IAM answers 403 instead of 404 for a key that is gone, and the executor
+  relies on 404 to treat "already deleted" as done.
+- Creating a key is not retried in-process except on 429 (rejected before any effect): after a lost
+  5xx response the key may exist, and a blind retry would burn one of the account's 10 key slots.
+  The next run finds such a key as an orphan and removes it.
+- Key files never reach a log: google-auth logs response bodies at DEBUG (``privateKeyData``), so
+  that logger is pinned to INFO, and errors never carry response bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import google.auth
+import requests
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.transport.requests import AuthorizedSession
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from shared.adapters.http import error_from_response, json_or_empty, retrying, transport_error
+from shared.errors import PermanentError, TransientError
+from shared.rotation.material import Material
+from shared.rotation.ports import KeyInfo, NewKey
+from shared.rotation.target import account_project
+
+SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+# loggers that print HTTP bodies at DEBUG; bodies can hold key files and secret payloads
+PAYLOAD_LOGGERS = ("google.auth.transport.requests", "google.cloud.secretmanager_v1")
+
+
+def quiet_payload_loggers(names: tuple[str, ...] = PAYLOAD_LOGGERS) -> None:
+    """Keep libraries that log request/response bodies at DEBUG from ever doing so."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+def retry_on_429(attempts: int, max_wait: float) -> Retrying:
+    """Retries for calls that create something: only 429 is known to have had no effect."""
+    return Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(multiplier=0.2, max=max_wait, jitter=0.2),
+        retry=retry_if_exception(lambda e: isinstance(e, TransientError) and e.status == 429),
+        reraise=True,
+    )
+
+
+class RestSession:
+    """A REST API of Google's behind AuthorizedSession: base URL, retries, error mapping."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        credentials: Credentials | None = None,
+        anonymous: bool = False,
+        retry_attempts: int = 5,
+        retry_max_wait: float = 20.0,
+        timeout: float = 30.0,
+    ) -> None:
+        if credentials is None:
+            if anonymous:
+                credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+            else:
+                credentials, _ = google.auth.default(scopes=SCOPES)
+        quiet_payload_loggers()
+        self.base = endpoint.rstrip("/")
+        self.session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        self.retry = retrying(retry_attempts, retry_max_wait)
+        self.retry_429 = retry_on_429(retry_attempts, retry_max_wait)
+        self.timeout = timeout
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        idempotent: bool = True,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """The JSON answer of ``method path``; errors mapped onto the vocabulary (no bodies)."""
+
+        def attempt() -> Any:
+            try:
+                response: requests.Response = self.session.request(  # type: ignore[no-untyped-call]
+                    method, self.base + path, params=params, json=json, timeout=self.timeout
+                )
+            except requests.RequestException as exc:
+                raise transport_error(exc, what) from None
+            if response.status_code >= 400:
+                raise error_from_response(response, what)
+            return json_or_empty(response)
+
+        policy = self.retry if idempotent else self.retry_429
+        return policy(attempt)
+
+    def close(self) -> None:
+        self.session.close()  # type: ignore[no-untyped-call]
+
+
+def key_file_bytes(data: str | bytes) -> bytes:
+    """The JSON key file from ``privateKeyData``: base64 text (REST) or the raw file (gRPC)."""
+    raw = data.encode("ascii") if isinstance(data, str) else bytes(data)
+    if raw.lstrip().startswith(b"{"):
+        return raw
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except binascii.Error:
+        raise PermanentError("privateKeyData is neither base64 nor a JSON key file") from None
+    if not decoded.lstrip().startswith(b"{"):
+        raise PermanentError("privateKeyData is not a JSON key file (only TYPE_GOOGLE_CREDENTIALS_FILE)")
+    return decoded
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _key_info(doc: Mapping[str, Any]) -> KeyInfo:
+    valid_before = _time(doc.get("validBeforeTime"))
+    if valid_before is not None and valid_before.year >= 9999:
+        valid_before = None  # IAM's "no expiry"
+    return KeyInfo(
+        key_id=str(doc.get("name", "")).rsplit("/", 1)[-1],
+        valid_after=_time(doc.get("validAfterTime")) or datetime.fromtimestamp(0, UTC),
+        valid_before=valid_before,
+        disabled=bool(doc.get("disabled", False)),
+    )
+
+
+class IamKeyAdmin:
+    """The ``shared.rotation.ports.KeyAdmin`` over IAM v1 REST."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str = "https://iam.googleapis.com",
+        credentials: Credentials | None = None,
+        anonymous: bool = False,
+        retry_attempts: int = 5,
+        retry_max_wait: float = 20.0,
+        timeout: float = 30.0,
+    ) -> None:
+        self.rest = RestSession(
+            endpoint,
+            credentials=credentials,
+            anonymous=anonymous,
+            retry_attempts=retry_attempts,
+            retry_max_wait=retry_max_wait,
+            timeout=timeout,
+        )
+
+    @staticmethod
+    def account_name(email: str) -> str:
+        """``projects/P/serviceAccounts/E`` with the account's own project (``-`` if unknown)."""
+        try:
+            project = account_project(email)
+        except ValueError:
+            project = "-"
+        return f"projects/{project}/serviceAccounts/{email}"
+
+    def _path(self, email: str, key_id: str | None = None) -> str:
+        path = "/v1/" + quote(self.account_name(email), safe="/@")
+        return f"{path}/keys/{quote(key_id, safe='')}" if key_id else path
+
+    def list_service_account_keys(self, email: str) -> list[KeyInfo]:
+        doc = self.rest.request(
+            "GET", self._path(email) + "/keys", f"list keys of {email}", params={"keyTypes": "USER_MANAGED"}
+        )
+        return [_key_info(k) for k in doc.get("keys") or [] if isinstance(k, dict)]
+
+    def create_service_account_key(self, email: str) -> NewKey:
+        doc = self.rest.request(
+            "POST",
+            self._path(email) + "/keys",
+            f"create a key for {email}",
+            idempotent=False,
+            json={"privateKeyType": "TYPE_GOOGLE_CREDENTIALS_FILE", "keyAlgorithm": "KEY_ALG_RSA_2048"},
+        )
+        data = doc.pop("privateKeyData", None)
+        key_id = str(doc.get("name", "")).rsplit("/", 1)[-1]
+        if not data or not key_id:
+            raise PermanentError(f"IAM answered CreateServiceAccountKey for {email} without a key file")
+        return NewKey(key_id=key_id, private_key_data=Material(key_file_bytes(data)))
+
+    def disable_service_account_key(self, email: str, key_id: str) -> None:
+        self.rest.request("POST", self._path(email, key_id) + ":disable", f"disable key {key_id}", json={})
+
+    def enable_service_account_key(self, email: str, key_id: str) -> None:
+        self.rest.request("POST", self._path(email, key_id) + ":enable", f"enable key {key_id}", json={})
+
+    def delete_service_account_key(self, email: str, key_id: str) -> None:
+        self.rest.request("DELETE", self._path(email, key_id), f"delete key {key_id}")
+
+    def get_public_key(self, email: str, key_id: str) -> bytes | None:
+        doc = self.rest.request(
+            "GET",
+            self._path(email, key_id),
+            f"get the public key of {key_id}",
+            params={"publicKeyType": "TYPE_X509_PEM_FILE"},
+        )
+        data = doc.get("publicKeyData")
+        if not isinstance(data, str) or not data:
+            return None
+        try:
+            return base64.b64decode(data, validate=True)
+        except binascii.Error:
+            raise PermanentError(f"IAM's publicKeyData for {key_id} is not base64") from None
+
+    def close(self) -> None:
+        self.rest.close()
