@@ -55,6 +55,10 @@ CLOUDRUN_METHODS = {
     "run.projects.locations.operations.delete",
     "run.projects.locations.jobs.run",
     "run.projects.locations.jobs.executions.get",
+    "run.projects.locations.jobs.create",
+    "run.projects.locations.jobs.get",
+    "run.projects.locations.jobs.list",
+    "run.projects.locations.jobs.patch",
 }
 
 
@@ -156,7 +160,7 @@ def servers() -> Iterator[dict[str, Handle]]:
         ("apigee", "GET", "/v1/organizations/local-org/apis/orders/keyvaluemaps/kvm", "not implemented"),
         ("apigee", "GET", "/v2/organizations/local-org", "no such route"),
         ("apigee", "GET", "/", "no such route"),
-        ("cloudrun", "GET", "/v2/projects/p/locations/r/jobs", "not implemented"),
+        ("cloudrun", "GET", "/v2/projects/p/locations/r/jobs/j/executions", "not implemented"),
         ("cloudrun", "GET", "/v1/projects/p/locations/r/services", "no such route"),
         ("cloudrun", "POST", "/v2/projects/p/locations/r/services/s:run", "no such route"),
         ("cloudrun", "GET", "/_standin/nope", "no such stand-in route"),
@@ -366,6 +370,12 @@ def test_cloudrun_scenario_uses_only_schema_fields(servers: dict[str, Handle]) -
     call("POST", f"{operation}:wait", json={})
     call("DELETE", operation)
     call("GET", operation, 404)
+    job = {"template": {"template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/job"}]}}}
+    created_job = call("POST", f"{parent}/jobs", params={"jobId": "noop"}, json=job)
+    assert created_job["done"]
+    stored = call("GET", f"{parent}/jobs/noop")
+    call("GET", f"{parent}/jobs", params={"pageSize": "10"})
+    call("PATCH", f"{parent}/jobs/noop", json={**stored, "labels": {"team": "a"}})
     started = call("POST", f"{parent}/jobs/noop:run", json={"overrides": {"taskCount": 1}})
     assert started["metadata"]["@type"] == "type.googleapis.com/google.cloud.run.v2.Execution"
     call("GET", "/v2/" + started["metadata"]["name"])

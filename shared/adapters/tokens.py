@@ -32,7 +32,7 @@ from shared.rotation.material import Material
 from shared.rotation.ports import CredentialRejectedError
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-_CLOCK_WORDS = ("iat", "exp", "timeframe", "clock")
+_CLOCK_WORDS = ("timeframe", "iat and exp", "clock skew")
 
 
 def _oauth_error(exc: auth_exceptions.RefreshError) -> tuple[str, str]:

@@ -49,6 +49,7 @@ from typing import Any
 from werkzeug.wrappers import Request
 
 from deploy.local.standins.cloudrun_jobs import JobsMixin
+from deploy.local.standins.cloudrun_jobs_crud import JobsCrudMixin
 from deploy.local.standins.server import (
     ApiError,
     Call,
@@ -158,7 +159,7 @@ def _set_path(target: dict[str, Any], source: dict[str, Any], path: str) -> None
         target.pop(leaf, None)
 
 
-class CloudRun(JobsMixin, StandIn):
+class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
     API = "run.v2"
     NAME = "cloudrun"
 
