@@ -47,12 +47,18 @@ def _jobs() -> Any:
     return runtime.jobs(_settings())
 
 
-def _age_seconds(cloud_event: CloudEvent) -> float:
+def _published(cloud_event: CloudEvent) -> datetime | None:
+    """When Pub/Sub accepted the message (the CloudEvent's time)."""
     try:
         published = datetime.fromisoformat(str(cloud_event["time"]).replace("Z", "+00:00"))
     except (KeyError, ValueError):
-        return 0.0
-    return (datetime.now(UTC) - published).total_seconds()
+        return None
+    return published if published.tzinfo else published.replace(tzinfo=UTC)
+
+
+def _age_seconds(cloud_event: CloudEvent) -> float:
+    published = _published(cloud_event)
+    return (datetime.now(UTC) - published).total_seconds() if published else 0.0
 
 
 def _decode(cloud_event: CloudEvent) -> events.Event | None:
@@ -126,14 +132,17 @@ def on_command(cloud_event: CloudEvent) -> None:
         decoded = _decode(cloud_event)
         if decoded is None:
             return
-        if not isinstance(decoded, events.Command):
-            event(_log, "not a command; ignored", kind=decoded.kind)
-            return
         from shared import commands
 
+        published = _published(cloud_event)
         try:
-            commands.run(decoded, _settings(), registrar=_registrar, jobs=_jobs)
+            if isinstance(decoded, events.SecretEvent):
+                commands.on_secret_event(decoded, _settings(), published)
+            elif isinstance(decoded, events.Command):
+                commands.run(decoded, _settings(), registrar=_registrar, jobs=_jobs, published=published)
+            else:
+                event(_log, "not a command; ignored", kind=decoded.kind)
         except TransientError as exc:
             _give_up_or_raise(cloud_event, exc)
         except InputError as exc:
-            event(_log, "command rejected", level=logging.ERROR, error=str(exc), command=decoded.command)
+            event(_log, "command rejected", level=logging.ERROR, error=str(exc), kind=decoded.kind)

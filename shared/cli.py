@@ -219,6 +219,69 @@ def status(service: str | None, as_json: bool) -> None:
     print_outcomes(outcomes, as_json=as_json)
 
 
+# -- rotation ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--plan/--apply",
+    "plan_only",
+    default=False,
+    show_default=True,
+    help="--plan reads everything and changes nothing: it prints what is due.",
+)
+@click.option("--secret", metavar="projects/P/secrets/S", help="Only this secret (still age-gated).")
+@click.option("--force", is_flag=True, help="Rotate now whatever is older than this moment (after a leak).")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write the run report as JSON and Markdown into this directory.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+def rotate(plan_only: bool, secret: str | None, force: bool, report_dir: Path | None, as_json: bool) -> None:
+    """Rotate the service-account keys and generated secrets that are due (README "Rotation")."""
+    from datetime import UTC, datetime
+
+    from shared import runtime
+    from shared.cli_views import print_rotation, progress_bar
+    from shared.rotation.job import run
+    from shared.rotation.report import render_json, render_markdown
+    from shared.rotation.settings import RotationSettings
+
+    settings = _settings()
+    try:
+        rotation = RotationSettings.from_env(os.environ)
+        ports = runtime.rotation_ports(settings, rotation)
+        with progress_bar("rotating", enabled=not as_json) as progress:
+            done = 0
+
+            def advance(_: object) -> None:
+                nonlocal done
+                done += 1
+                progress(done, None)
+
+            report = run(
+                ports,
+                rotation,
+                plan_only=plan_only,
+                secret=secret,
+                force_before=datetime.now(UTC) if force else None,
+                progress=advance,
+            )
+    except GatehouseError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if report_dir:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / f"{report.run_id}.json").write_text(render_json(report))
+        (report_dir / f"{report.run_id}.md").write_text(render_markdown(report))
+    if as_json:
+        click.echo(render_json(report))
+    else:
+        print_rotation(report)
+    sys.exit(report.exit_code)
+
+
 # -- tickets ----------------------------------------------------------------------------------------
 
 

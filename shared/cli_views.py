@@ -130,3 +130,34 @@ def print_tickets(tickets: Sequence[Any]) -> None:
             t.id, f"[{style}]{state}[/]", t.title, str(t.comments if t.comments is not None else "-"), t.url
         )
     console.print(table)
+
+
+def print_rotation(report: Any) -> None:
+    """The summary table of a rotation run: every target, what was due, what was done."""
+    from rich.table import Table
+
+    console = _console()
+    table = Table(
+        "secret", "kind", "status", "due", "done", "reason", title=f"rotation {report.run_id} ({report.mode})"
+    )
+    style = {
+        "rotated": "green",
+        "maintained": "green",
+        "unchanged": "dim",
+        "planned": "cyan",
+        "busy": "yellow",
+        "skipped": "dim",
+        "failed": "red",
+        "refused": "red",
+    }
+    for t in report.targets:
+        done = ", ".join(a.step for a in t.actions if a.result in ("done", "already done")) or "-"
+        due = ", ".join(t.due) or "-"
+        table.add_row(
+            t.secret, t.kind or "-", f"[{style.get(t.status, '')}]{t.status}[/]", due, done, t.reason
+        )
+    console.print(table)
+    for error in report.errors:
+        console.print(f"[red]error:[/] {error}", markup=True)
+    counts = ", ".join(f"{n} {k}" for k, n in report.counts().items()) or "no targets"
+    console.print(f"{'plan (nothing changed)' if report.mode == 'plan' else 'applied'}: {counts}")

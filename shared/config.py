@@ -28,6 +28,16 @@ class Policy(StrEnum):
     CREATE_ONLY = "create-only"  # create only
 
 
+def _pairs(value: object, shape: str) -> object:
+    """``a=b,c=d`` -> ``{"a": "b", "c": "d"}``."""
+    if not isinstance(value, str):
+        return value
+    pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+    if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise ValueError(f"expected comma-separated {shape} pairs")
+    return {a.strip(): b.strip() for a, b in pairs}
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -81,6 +91,11 @@ class Settings(BaseSettings):
     rotate_job: str = ""
     tickets_job: str = ""
 
+    # project id -> number (Secret Manager names secrets by number; Cloud Run often by id)
+    project_numbers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # rotation: read the effective organization policies before creating keys (orgpolicy.googleapis.com)
+    read_org_policies: bool = True
+
     # endpoints of the other Google APIs (None: Google's); the local stack points them at stand-ins
     secretmanager_endpoint: str | None = None
     iam_endpoint: str | None = None
@@ -98,6 +113,11 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("project_numbers", mode="before")
+    @classmethod
+    def _numbers(cls, value: object) -> object:
+        return _pairs(value, "project=number")
 
     @field_validator("apigee_environments")
     @classmethod
@@ -160,13 +180,8 @@ class TicketsConfig(BaseSettings):
 
     @field_validator("failover_regions", mode="before")
     @classmethod
-    def _pairs(cls, value: object) -> object:
-        if isinstance(value, str):
-            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError("expected primary=failover pairs, e.g. europe-west1=europe-west4")
-            return {a.strip(): b.strip() for a, b in pairs}
-        return value
+    def _regions(cls, value: object) -> object:
+        return _pairs(value, "primary=failover region (europe-west1=europe-west4)")
 
 
 def load_tickets_config() -> TicketsConfig:

@@ -21,7 +21,8 @@ Commands are JSON objects; unknown keys are rejected::
     {"command": "reconcile", "service": "projects/P/locations/R/services/S" | "all",
      "mode": "plan" | "apply"}                            # mode defaults to "plan"
     {"command": "rotate", "secret": "projects/P/secrets/S" | "all",
-     "mode": "plan" | "apply"}                            # secret defaults to "all", mode to "apply"
+     "mode": "plan" | "apply", "force": bool}             # secret defaults to "all", mode to "apply";
+                                                          # force: rotate what predates the command
     {"command": "tickets", "mode": "plan" | "apply"}      # mode defaults to "apply"
 
 Each may also carry ``"request_id"`` (a string of 1-128 characters) to correlate logs. P is a
@@ -214,6 +215,8 @@ class Command(_Event):
     service: str | None = None
     secret: str | None = None
     request_id: str | None = None
+    # rotate: make every target due whose current credential predates the command
+    force: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -221,6 +224,7 @@ class Command(_Event):
             del out["service"]
         if self.command != "rotate":
             del out["secret"]
+            del out["force"]
         return out
 
 
@@ -756,6 +760,7 @@ class _Rotate(_CommandModel):
     command: Literal["rotate"]
     secret: str = Field(default="all")
     mode: Literal["plan", "apply"] = "apply"
+    force: bool = False
 
     @field_validator("secret")
     @classmethod
@@ -763,7 +768,13 @@ class _Rotate(_CommandModel):
         return _all_or(value, _SECRET_NAME_RE, "projects/P/secrets/S")
 
     def event(self) -> Command:
-        return Command(command=self.command, mode=self.mode, secret=self.secret, request_id=self.request_id)
+        return Command(
+            command=self.command,
+            mode=self.mode,
+            secret=self.secret,
+            request_id=self.request_id,
+            force=self.force,
+        )
 
 
 class _Tickets(_CommandModel):

@@ -7,6 +7,7 @@ import, so a cold start pays only for what the first event needs.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings, TicketsConfig
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from shared.adapters.cloudrun import CloudRunClient, CloudRunJobs
     from shared.adapters.firestore import FirestoreCoordinator
     from shared.registration.service import Registrar
+    from shared.rotation.ports import RotationPorts
+    from shared.rotation.settings import RotationSettings
     from shared.tickets.ports import TicketPorts
     from shared.tickets.settings import TicketSettings
 
@@ -144,4 +147,55 @@ def ticket_ports(settings: Settings, config: TicketsConfig) -> TicketPorts:
         tracker=tracker(settings, config),
         stats=analytics,
         bundles=analytics,
+    )
+
+
+class SystemClock:
+    """The rotation ports' clock: timezone-aware UTC now."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def rotation_ports(settings: Settings, rotation: RotationSettings) -> RotationPorts:
+    from shared.adapters.consumers import CloudRunConsumers
+    from shared.adapters.iam import IamKeyAdmin
+    from shared.adapters.orgpolicy import NoOrgPolicies, OrgPolicyReader
+    from shared.adapters.secretmanager import SecretManagerStore
+    from shared.rotation.ports import RotationPorts
+
+    common: dict[str, Any] = {
+        "anonymous": settings.anonymous_credentials,
+        "retry_attempts": settings.retry_attempts,
+        "retry_max_wait": settings.retry_max_wait_seconds,
+        "timeout": settings.http_timeout_seconds,
+    }
+    policies: Any = (
+        OrgPolicyReader(endpoint=settings.orgpolicy_endpoint or "https://orgpolicy.googleapis.com", **common)
+        if settings.read_org_policies
+        else NoOrgPolicies()
+    )
+    consumers = (
+        CloudRunConsumers(
+            rotation.projects or settings.projects,
+            settings.regions,
+            project_numbers=settings.project_numbers,
+            endpoint=settings.cloudrun_endpoint,
+            **common,
+        )
+        if settings.regions
+        else None
+    )
+    exchange = None
+    if rotation.token_exchange:
+        from shared.adapters.tokens import GoogleTokenExchange
+
+        exchange = GoogleTokenExchange(scopes=("https://www.googleapis.com/auth/cloud-platform",))
+    return RotationPorts(
+        secrets=SecretManagerStore(endpoint=settings.secretmanager_endpoint, **common),
+        keys=IamKeyAdmin(endpoint=settings.iam_endpoint or "https://iam.googleapis.com", **common),
+        policies=policies,
+        clock=SystemClock(),
+        consumers=consumers,
+        token_exchange=exchange,
     )

@@ -210,7 +210,14 @@ RECONCILE_ALL = {
     "service": "all",
     "request_id": None,
 }
-ROTATE_ALL = {"kind": "command", "command": "rotate", "mode": "apply", "secret": "all", "request_id": None}
+ROTATE_ALL = {
+    "kind": "command",
+    "command": "rotate",
+    "mode": "apply",
+    "secret": "all",
+    "request_id": None,
+    "force": False,
+}
 TICKETS = {"kind": "command", "command": "tickets", "mode": "apply", "request_id": None}
 
 EXPECTED: dict[str, dict[str, Any]] = {
@@ -370,6 +377,15 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "mode": "plan",
         "secret": SECRET,
         "request_id": "CHG0041877",
+        "force": False,
+    },
+    "command/rotate-force.json": {
+        "kind": "command",
+        "command": "rotate",
+        "mode": "apply",
+        "secret": SECRET,
+        "request_id": "leak-2026-11",
+        "force": True,
     },
     "command/tickets.json": TICKETS,
 }

@@ -1,0 +1,5 @@
+import sys
+
+from jobs.rotate_credentials.main import main
+
+sys.exit(main())
