@@ -1,71 +1,39 @@
-"""``gatehouse demo``: the main job, end to end, on one machine.
+"""``gatehouse demo``: the three jobs, end to end, on one machine.
 
-Starts the local stack (unless one is running), deploys a sample fleet into the Cloud Run
-stand-in through the official Cloud Run client, and waits until every opted-in service has been
-registered by ``on_run_event`` — audit entry -> Pub/Sub emulator -> push -> function -> Apigee.
+1. Registration: a sample fleet is deployed into the Cloud Run stand-in through the official
+   client; each audit entry goes through the Pub/Sub emulator to ``on_run_event``, which registers
+   every opted-in service in the Apigee stand-in.
+2. Rotation: a few targets are declared on Secret Manager secrets; a ``rotate`` command on the
+   commands topic makes ``on_command`` start the ``rotate-credentials`` job, which creates, tests
+   and promotes their first credentials.
+3. Tickets: Apigee analytics show a latency incident on two proxies; Cloud Monitoring-style
+   notifications go to the alerts topic; a ``tickets`` command starts the ``latency-tickets`` job,
+   which opens one routing-policy ticket per problem in the GitHub stand-in.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import requests
+
+from deploy.local import samples
 from deploy.local.stack import StackError, load_state, settings_env, up
-
-SAMPLE_FLEET: list[dict[str, Any]] = [
-    {
-        "name": "orders",
-        "labels": {"apigee-expose": "true"},
-        "annotations": {"gatehouse.dev/base-path": "/v1/orders"},
-    },
-    {
-        "name": "payments",
-        "labels": {"apigee-expose": "true", "apigee-profile": "jwt"},
-        "annotations": {"gatehouse.dev/jwt-audience": "payments-api"},
-    },
-    {"name": "inventory", "labels": {"apigee-expose": "true", "apigee-profile": "oauth2"}, "annotations": {}},
-    {
-        "name": "status-page",
-        "labels": {"apigee-expose": "true", "apigee-profile": "public"},
-        "annotations": {},
-    },
-    {
-        "name": "catalog",
-        "labels": {"apigee-expose": "true"},
-        "annotations": {
-            "gatehouse.dev/rate-limit": "50ps",
-            "gatehouse.dev/quota": "1000/hour",
-            "gatehouse.dev/environments": "test,prod",
-        },
-    },
-    {"name": "batch-worker", "labels": {"team": "data"}, "annotations": {}},
-]
-
-
-def fleet(count: int) -> list[dict[str, Any]]:
-    services = SAMPLE_FLEET[:count]
-    services += [
-        {"name": f"svc-{i:03d}", "labels": {"apigee-expose": "true"}, "annotations": {}}
-        for i in range(len(services), count)
-    ]
-    return services
 
 
 def deploy_fleet(state: dict[str, Any], services: list[dict[str, Any]]) -> None:
     """Create (or update) each service through the Cloud Run Admin API v2 client."""
     from google.api_core import exceptions as gexc
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
+
+    client = _run_client(state)
+    parent = f"projects/{state['project']}/locations/{state['region']}"
     from google.cloud import run_v2
 
-    client = run_v2.ServicesClient(
-        credentials=AnonymousCredentials(),
-        transport="rest",
-        client_options=ClientOptions(api_endpoint=state["cloudrun"]),
-    )
-    parent = f"projects/{state['project']}/locations/{state['region']}"
     for spec in services:
         service = run_v2.Service(
             labels=spec["labels"],
@@ -82,6 +50,18 @@ def deploy_fleet(state: dict[str, Any], services: list[dict[str, Any]]) -> None:
         except gexc.AlreadyExists:
             service.name = f"{parent}/services/{spec['name']}"
             client.update_service(service=service).result()
+
+
+def _run_client(state: dict[str, Any]) -> Any:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import run_v2
+
+    return run_v2.ServicesClient(
+        credentials=AnonymousCredentials(),
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=state["cloudrun"]),
+    )
 
 
 def wait_registered(state: dict[str, Any], keys: list[str], timeout: float = 120.0) -> dict[str, Any]:
@@ -103,37 +83,75 @@ def wait_registered(state: dict[str, Any], keys: list[str], timeout: float = 120
     return final
 
 
+def run_command(state: dict[str, Any], command: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+    """Publish a command, find the job execution ``on_command`` started for it, wait for it to end."""
+    request_id = f"demo-{uuid.uuid4().hex[:8]}"
+    samples.publish(state, "commands", [{**command, "request_id": request_id}])
+    log_file = Path(state["state_dir"], "logs", "on_command.log")
+    deadline = time.monotonic() + timeout
+    execution = None
+    while execution is None and time.monotonic() < deadline:
+        for line in log_file.read_text(errors="replace").splitlines():
+            if request_id in line and '"execution"' in line:
+                execution = json.loads(line)["execution"]
+        time.sleep(0.2)
+    if execution is None:
+        raise StackError(f"on_command did not start a job for {command} (see {log_file})")
+    while time.monotonic() < deadline:
+        status = requests.get(f"{state['cloudrun']}/v2/{execution}", timeout=10).json()
+        if status.get("completionTime"):
+            return dict(status)
+        time.sleep(0.3)
+    raise StackError(f"job execution {execution} did not finish within {timeout:.0f}s")
+
+
 def run_demo(state_dir: Path, *, services: int = 6, keep: bool = True) -> bool:
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console(stderr=False, highlight=False)
+    console = Console(highlight=False)
     try:
         state = load_state(state_dir)
     except StackError:
         state = up(state_dir, log=lambda m: console.print(f"[dim]{m}[/]"))
     os.environ.update(settings_env(state))
-    specs = fleet(services)
-    console.print(f"deploying {len(specs)} services into the Cloud Run stand-in ({state['cloudrun']})")
-    started = time.monotonic()
-    deploy_fleet(state, specs)
-    exposed = [s for s in specs if s["labels"].get("apigee-expose") == "true"]
-    keys = [f"projects/{state['project']}/locations/{state['region']}/services/{s['name']}" for s in exposed]
-    outcomes = wait_registered(state, keys)
-    elapsed = time.monotonic() - started
+    try:
+        ok = _registration(console, state, services)
+        ok = _rotation(console, state) and ok
+        ok = _tickets(console, state) and ok
+    finally:
+        if not keep:
+            from deploy.local.stack import down
+
+            down(state_dir)
+    console.print(
+        f"\nstack state: {state_dir}/stack.json; logs: {state_dir}/logs; "
+        f"`gatehouse --stack {state_dir} status|rotate --plan|tickets list` to look around"
+    )
+    return ok
+
+
+def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
+    from rich.table import Table
 
     from shared import runtime
     from shared.config import load_settings
 
+    specs = samples.fleet(count)
+    console.rule("registration")
+    console.print(f"deploying {len(specs)} services into the Cloud Run stand-in ({state['cloudrun']})")
+    started = time.monotonic()
+    deploy_fleet(state, specs)
+    exposed = [s for s in specs if s["labels"].get("apigee-expose") == "true"]
+    key = f"projects/{state['project']}/locations/{state['region']}/services/"
+    outcomes = wait_registered(state, [key + s["name"] for s in exposed])
+    elapsed = time.monotonic() - started
     apigee = runtime.apigee(load_settings())
-    table = Table("service", "profile", "proxy", "rev", "deployed in", "result", title="gatehouse demo")
+    table = Table("service", "profile", "proxy", "rev", "deployed in", "result")
     for spec in specs:
-        key = f"projects/{state['project']}/locations/{state['region']}/services/{spec['name']}"
-        outcome = outcomes.get(key)
-        profile = spec["labels"].get("apigee-profile", "apikey" if spec in exposed else "-")
         if spec not in exposed:
             table.add_row(spec["name"], "-", "-", "-", "-", "[dim]not opted in[/]")
             continue
+        outcome = outcomes.get(key + spec["name"])
         proxy = outcome.proxy if outcome else None
         envs = (
             ", ".join(sorted({d.environment for d in apigee.list_proxy_deployments(proxy)})) if proxy else ""
@@ -142,22 +160,99 @@ def run_demo(state_dir: Path, *, services: int = 6, keep: bool = True) -> bool:
         style = "green" if result in ("registered", "unchanged") else "red"
         table.add_row(
             spec["name"],
-            profile,
+            spec["labels"].get("apigee-profile", "apikey"),
             proxy or "-",
             str(outcome.revision or "-") if outcome else "-",
             envs or "-",
             f"[{style}]{result}[/]",
         )
     console.print(table)
-    ok = len(outcomes) == len(keys) and all(
+    ok = len(outcomes) == len(exposed) and all(
         o.result in ("registered", "unchanged") for o in outcomes.values()
     )
-    console.print(
-        f"{len(outcomes)}/{len(keys)} opted-in services registered in {elapsed:.1f}s "
-        f"(stack state: {state_dir}/stack.json; logs: {state_dir}/logs)"
-    )
-    if not keep:
-        from deploy.local.stack import down
+    console.print(f"{len(outcomes)}/{len(exposed)} opted-in services registered in {elapsed:.1f}s")
+    return ok
 
-        down(state_dir)
+
+def _rotation(console: Any, state: dict[str, Any]) -> bool:
+    from rich.table import Table
+
+    console.rule("rotation")
+    existing = requests.get(
+        f"{state['secretmanager']}/v1/projects/{state['project']}/secrets", timeout=10
+    ).json()
+    if not any(s["name"].endswith("/orders-client-key") for s in existing.get("secrets", [])):
+        samples.seed_rotation_targets(state)
+    console.print("a rotate command on the commands topic starts the rotate-credentials job")
+    execution = run_command(state, {"command": "rotate", "secret": "all", "mode": "apply"})
+    reports = sorted(Path(state["state_dir"], "reports").glob("*.json"))
+    table = Table("secret", "kind", "status", "current", "steps this run")
+    report: dict[str, Any] = json.loads(reports[-1].read_text()) if reports else {"targets": []}
+    for t in report["targets"]:
+        current = next(
+            (f"version {v['number']}" for v in t.get("versions", []) if "current" in v.get("roles", [])), "-"
+        )
+        done = str(sum(1 for a in t.get("actions", []) if a["result"] in ("done", "already done")))
+        style = "red" if t["status"] in ("failed", "refused") else "green"
+        table.add_row(
+            t["secret"].rsplit("/", 1)[-1],
+            t.get("kind") or "-",
+            f"[{style}]{t['status']}[/]",
+            current,
+            done or "-",
+        )
+    console.print(table)
+    if reports:
+        console.print(f"auditor's report: {reports[-1].with_suffix('.md')}")
+    ok = execution.get("succeededCount") == 1
+    console.print("rotation job " + ("[green]succeeded[/]" if ok else "[red]failed[/]"))
+    return ok
+
+
+def _tickets(console: Any, state: dict[str, Any]) -> bool:
+    from shared import runtime
+    from shared.cli_views import print_tickets
+    from shared.config import load_settings, load_tickets_config
+    from shared.exposure import proxy_name
+
+    console.rule("tickets")
+    env = state["environment"]
+    orders = proxy_name(state["project"], state["region"], "orders")
+    catalog = proxy_name(state["project"], state["region"], "catalog")
+    orders_started = samples.seed_stats(state, env, orders, samples.scenario("target"))
+    catalog_started = samples.seed_stats(state, env, catalog, samples.scenario("traffic"))
+    notifications = [
+        samples.incident(
+            state,
+            incident_id="0.demo-orders",
+            proxy=orders,
+            environment=env,
+            started_at=orders_started,
+            family="target",
+        ),
+        samples.incident(
+            state,
+            incident_id="0.demo-orders",
+            proxy=orders,
+            environment=env,
+            started_at=orders_started,
+            family="target",
+        ),  # a redelivery
+        samples.incident(
+            state, incident_id="0.demo-catalog", proxy=catalog, environment=env, started_at=catalog_started
+        ),
+        samples.test_notification(),
+        samples.uptime_incident(state),
+        b"{not json",
+    ]
+    samples.publish(state, "alerts", notifications)
+    console.print(
+        f"published {len(notifications)} notifications (2 latency incidents, a redelivery, the console's "
+        "test message, an uptime check, a malformed message) to the alerts topic"
+    )
+    execution = run_command(state, {"command": "tickets"})
+    found = runtime.tracker(load_settings(), load_tickets_config()).list_tickets("gatehouse")
+    print_tickets(found)
+    ok = execution.get("succeededCount") == 1 and len(found) >= 2
+    console.print("tickets job " + ("[green]succeeded[/]" if ok else "[red]failed[/]"))
     return ok

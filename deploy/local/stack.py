@@ -1,8 +1,11 @@
 """``gatehouse local up|down``: the whole one-machine stack, wired the way production is wired.
 
-Production: log sink -> Pub/Sub topic -> Eventarc/push -> ``on_run_event``; commands topic ->
-``on_command``. Here: the Cloud Run stand-in publishes the sink's audit entries to the Pub/Sub
-emulator, whose push subscriptions deliver to the two functions running under functions-framework.
+Production: log sink -> Pub/Sub topic -> push -> ``on_run_event``; commands topic (and Secret
+Manager's SECRET_ROTATE notifications) -> ``on_command``; Cloud Monitoring -> alerts topic -> pull
+subscription drained by the ``latency-tickets`` job; Cloud Scheduler -> Cloud Run jobs. Here: the
+real Pub/Sub and Firestore emulators; stand-ins for the Cloud Run Admin API (which also publishes
+the sink's audit entries and runs jobs as local processes), Apigee, IAM, Secret Manager, Org Policy
+and GitHub Issues; both functions under functions-framework behind push subscriptions.
 Everything binds to 127.0.0.1 on free ports, so stacks with different state directories coexist.
 """
 
@@ -30,19 +33,28 @@ from deploy.local.processes import (
 __all__ = ["StackError", "down", "load_state", "settings_env", "up"]
 
 PROJECT = "gatehouse-local"
+PROJECT_NUMBER = "123456789012"
 REGION = "europe-west1"
 ORGANIZATION = "gatehouse-local"
 ENVIRONMENT = "test"
 OWNER_ID = "gatehouse-local"
 PROXY_SERVICE_ACCOUNT = f"apigee-proxy@{PROJECT}.iam.gserviceaccount.com"
+ROTATION_IDENTITY = f"gatehouse-rotate@{PROJECT}.iam.gserviceaccount.com"
+TRACKER_REPO = "platform/apigee-routing"
+TRACKER_TOKEN_SECRET = f"projects/{PROJECT}/secrets/gatehouse-tracker-token"
 # Cloud Run jobs the Cloud Run stand-in runs as local processes (jobs.run)
-JOBS = {"reconcile": "jobs.reconcile"}
+JOBS = {
+    "reconcile": "jobs.reconcile",
+    "rotate-credentials": "jobs.rotate_credentials",
+    "latency-tickets": "jobs.latency_tickets",
+}
 TOPICS = {
     "run_events": "gatehouse-run-events",
     "commands": "gatehouse-commands",
     "alerts": "gatehouse-alerts",
     "dead_letter": "gatehouse-dead-letter",
 }
+STANDINS = ("apigee", "cloudrun", "iam", "secretmanager", "orgpolicy", "github")
 STATE_FILE = "stack.json"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,6 +70,7 @@ def load_state(state_dir: Path) -> dict[str, Any]:
 
 def settings_env(state: dict[str, Any]) -> dict[str, str]:
     """Environment that points gatehouse's settings and Google's client libraries at the stack."""
+    jobs = state.get("jobs", {})
     return {
         "PUBSUB_EMULATOR_HOST": state["pubsub_emulator"],
         "FIRESTORE_EMULATOR_HOST": state["firestore_emulator"],
@@ -67,14 +80,26 @@ def settings_env(state: dict[str, Any]) -> dict[str, str]:
         "GATEHOUSE_APIGEE_ORG": state["organization"],
         "GATEHOUSE_APIGEE_ENVIRONMENTS": state["environment"],
         "GATEHOUSE_CLOUDRUN_ENDPOINT": state["cloudrun"],
+        "GATEHOUSE_SECRETMANAGER_ENDPOINT": state["secretmanager"],
+        "GATEHOUSE_IAM_ENDPOINT": state["iam"],
+        "GATEHOUSE_ORGPOLICY_ENDPOINT": state["orgpolicy"],
         "GATEHOUSE_PROJECTS": state["project"],
         "GATEHOUSE_REGIONS": state["region"],
+        "GATEHOUSE_PROJECT_NUMBERS": f"{state['project']}={state['project_number']}",
         "GATEHOUSE_FIRESTORE_PROJECT": state["project"],
         "GATEHOUSE_OWNER_ID": state["owner_id"],
         "GATEHOUSE_PROXY_SERVICE_ACCOUNT": state["proxy_service_account"],
         "GATEHOUSE_COMMANDS_TOPIC": state["topics"]["commands"],
         "GATEHOUSE_DEPLOY_POLL_SECONDS": "0.5",
-        **({"GATEHOUSE_RECONCILE_JOB": state["jobs"]["reconcile"]} if "jobs" in state else {}),
+        "GATEHOUSE_RECONCILE_JOB": jobs.get("reconcile", ""),
+        "GATEHOUSE_ROTATE_JOB": jobs.get("rotate-credentials", ""),
+        "GATEHOUSE_TICKETS_JOB": jobs.get("latency-tickets", ""),
+        "GATEHOUSE_ROTATION_JOB_IDENTITY": state["rotation_identity"],
+        "GATEHOUSE_TICKETS_SUBSCRIPTION": state["subscriptions"]["alerts"],
+        "GATEHOUSE_TICKETS_TRACKER": "github",
+        "GATEHOUSE_TICKETS_TARGET": state["tracker_repo"],
+        "GATEHOUSE_TICKETS_TRACKER_URL": state["github"],
+        "GATEHOUSE_TICKETS_TOKEN_SECRET": state["tracker_token_secret"],
     }
 
 
@@ -84,6 +109,37 @@ def _running(state_dir: Path) -> list[dict[str, Any]]:
     except StackError:
         return []
     return [p for p in state.get("processes", []) if alive(int(p["pid"]))]
+
+
+def _standin_argv(
+    name: str, port: int, state_dir: Path, topics: dict[str, str], deploy_delay_ms: int
+) -> list[str]:
+    argv = [
+        "-m",
+        f"deploy.local.standins.{name}",
+        "--port",
+        str(port),
+        "--state-file",
+        str(state_dir / f"{name}-state.json"),
+    ]
+    numbers = ["--project-number-map", f"{PROJECT}={PROJECT_NUMBER}"]
+    if name == "apigee":
+        argv += [
+            "--org",
+            ORGANIZATION,
+            "--env",
+            ENVIRONMENT,
+            "--env",
+            "prod",
+            "--deploy-delay-ms",
+            str(deploy_delay_ms),
+        ]
+    elif name == "cloudrun":
+        argv += ["--audit-topic", topics["run_events"], "--job-log-dir", str(state_dir / "logs"), *numbers]
+        argv += [arg for job, module in JOBS.items() for arg in ("--job", f"{job}={module}")]
+    elif name == "secretmanager":
+        argv += numbers
+    return argv
 
 
 def up(
@@ -101,73 +157,53 @@ def up(
     started: list[Managed] = []
     try:
         log("starting the Pub/Sub and Firestore emulators")
-        with ThreadPoolExecutor(2) as pool:
-            pubsub_f = pool.submit(start_pubsub_emulator, logs)
-            firestore_f = pool.submit(start_firestore_emulator, logs)
-            for future in (pubsub_f, firestore_f):
-                try:
-                    started.append(future.result())
-                except StackError:
-                    for other in (pubsub_f, firestore_f):
-                        if other is not future and other.exception() is None:
-                            started.append(other.result())
-                    raise
+        _start_all(
+            started,
+            {
+                "pubsub": lambda: start_pubsub_emulator(logs),
+                "firestore": lambda: start_firestore_emulator(logs),
+            },
+        )
         pubsub, firestore = started
         topics = {k: f"projects/{PROJECT}/topics/{v}" for k, v in TOPICS.items()}
         _create_topics(pubsub.host_port, topics)
 
-        ports = {name: free_port() for name in ("apigee", "cloudrun", "on_run_event", "on_command")}
+        ports = {name: free_port() for name in (*STANDINS, "on_run_event", "on_command")}
         state: dict[str, Any] = {
             "project": PROJECT,
+            "project_number": PROJECT_NUMBER,
             "region": REGION,
             "organization": ORGANIZATION,
             "environment": ENVIRONMENT,
             "owner_id": OWNER_ID,
             "proxy_service_account": PROXY_SERVICE_ACCOUNT,
+            "rotation_identity": ROTATION_IDENTITY,
+            "tracker_repo": TRACKER_REPO,
+            "tracker_token_secret": TRACKER_TOKEN_SECRET,
             "pubsub_emulator": pubsub.host_port,
             "firestore_emulator": firestore.host_port,
-            "apigee": f"http://127.0.0.1:{ports['apigee']}",
-            "cloudrun": f"http://127.0.0.1:{ports['cloudrun']}",
+            **{name: f"http://127.0.0.1:{ports[name]}" for name in STANDINS},
             "functions": {t: f"http://127.0.0.1:{ports[t]}" for t in ("on_run_event", "on_command")},
             "jobs": {job: f"projects/{PROJECT}/locations/{REGION}/jobs/{job}" for job in JOBS},
             "topics": topics,
+            "subscriptions": _subscription_names(),
             "state_dir": str(state_dir),
         }
         # the functions and the jobs the Cloud Run stand-in starts get production-shaped settings
-        runtime_env = {**settings_env(state), **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
-        commands = {
-            "apigee-standin": [
-                "-m",
-                "deploy.local.standins.apigee",
-                "--port",
-                str(ports["apigee"]),
-                "--org",
-                ORGANIZATION,
-                "--env",
-                ENVIRONMENT,
-                "--env",
-                "prod",
-                "--deploy-delay-ms",
-                str(deploy_delay_ms),
-                "--state-file",
-                str(state_dir / "apigee-state.json"),
-            ],
-            "cloudrun-standin": [
-                "-m",
-                "deploy.local.standins.cloudrun",
-                "--port",
-                str(ports["cloudrun"]),
-                "--audit-topic",
-                topics["run_events"],
-                "--state-file",
-                str(state_dir / "cloudrun-state.json"),
-                "--job-log-dir",
-                str(logs),
-                *(arg for job, module in JOBS.items() for arg in ("--job", f"{job}={module}")),
-            ],
+        runtime_env = {
+            **settings_env(state),
+            "GATEHOUSE_ROTATION_REPORT_DIR": str(state_dir / "reports"),
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
         }
+        starters: dict[str, Callable[[], Managed]] = {}
+        for name in STANDINS:
+            argv = _standin_argv(name, ports[name], state_dir, topics, deploy_delay_ms)
+            starters[f"{name}-standin"] = _starter(
+                f"{name}-standin", argv, ports[name], logs, runtime_env, ready="/_standin/health"
+            )
         for target in ("on_run_event", "on_command"):
-            commands[target] = [
+            argv = [
                 "-m",
                 "functions_framework",
                 "--target",
@@ -181,36 +217,11 @@ def up(
                 "--port",
                 str(ports[target]),
             ]
-        port_of = {
-            "apigee-standin": ports["apigee"],
-            "cloudrun-standin": ports["cloudrun"],
-            "on_run_event": ports["on_run_event"],
-            "on_command": ports["on_command"],
-        }
-        log("starting the Apigee and Cloud Run stand-ins and the functions on_run_event and on_command")
-        with ThreadPoolExecutor(len(commands)) as pool:
-            futures = [
-                pool.submit(
-                    start_python,
-                    name,
-                    argv,
-                    port=port_of[name],
-                    log_dir=logs,
-                    env=runtime_env,
-                    ready_path="/_standin/health" if name.endswith("standin") else "/",
-                )
-                for name, argv in commands.items()
-            ]
-            failure: BaseException | None = None
-            for future in futures:
-                try:
-                    started.append(future.result())
-                except BaseException as exc:  # keep collecting so every started process is stopped
-                    failure = failure or exc
-            if failure:
-                raise failure
-        functions = state["functions"]
-        state["subscriptions"] = _create_push_subscriptions(pubsub.host_port, topics, functions)
+            starters[target] = _starter(target, argv, ports[target], logs, runtime_env, ready="/")
+        log("starting the stand-ins (Apigee, Cloud Run, IAM, Secret Manager, Org Policy, GitHub), functions")
+        _start_all(started, starters)
+        _create_subscriptions(pubsub.host_port, topics, state["functions"])
+        _seed(state)
         state["processes"] = [m.to_dict() for m in started]
         state_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
@@ -220,6 +231,26 @@ def up(
         for managed in reversed(started):
             stop(managed)
         raise
+
+
+def _starter(
+    name: str, argv: list[str], port: int, logs: Path, env: dict[str, str], *, ready: str
+) -> Callable[[], Managed]:
+    return lambda: start_python(name, argv, port=port, log_dir=logs, env=env, ready_path=ready)
+
+
+def _start_all(started: list[Managed], starters: dict[str, Callable[[], Managed]]) -> None:
+    """Start in parallel; every process that did start is recorded, so a failure stops them all."""
+    with ThreadPoolExecutor(len(starters)) as pool:
+        futures = [pool.submit(start) for start in starters.values()]
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                started.append(future.result())
+            except BaseException as exc:
+                failure = failure or exc
+        if failure:
+            raise failure
 
 
 def down(state_dir: Path) -> list[str]:
@@ -250,42 +281,76 @@ def _create_topics(host: str, topics: dict[str, str]) -> None:
         publisher.create_topic(name=topic)
 
 
-def _create_push_subscriptions(
-    host: str, topics: dict[str, str], functions: dict[str, str]
-) -> dict[str, str]:
-    """Push subscriptions to the functions, as Eventarc wires them (path carries the topic, so
-    functions-framework sets the CloudEvent source), with retry backoff and a dead-letter topic."""
+def _subscription_names() -> dict[str, str]:
+    return {
+        "run_events": f"projects/{PROJECT}/subscriptions/{TOPICS['run_events']}-on-run-event",
+        "commands": f"projects/{PROJECT}/subscriptions/{TOPICS['commands']}-on-command",
+        "alerts": f"projects/{PROJECT}/subscriptions/{TOPICS['alerts']}-tickets",
+        "dead_letter": f"projects/{PROJECT}/subscriptions/{TOPICS['dead_letter']}-inspect",
+    }
+
+
+def _create_subscriptions(host: str, topics: dict[str, str], functions: dict[str, str]) -> None:
+    """Push subscriptions to the functions, as production wires them (the path carries the topic, so
+    functions-framework sets the CloudEvent source), with retry backoff and a dead-letter topic; a
+    pull subscription for the tickets job with a long ack deadline (a run acknowledges only what it
+    made durable)."""
     from google.cloud.pubsub_v1 import types
     from google.protobuf import duration_pb2
 
     _, subscriber = _pubsub_clients(host)
-    wiring = {"run_events": "on_run_event", "commands": "on_command"}
-    names = {}
-    for key, target in wiring.items():
-        topic = topics[key]
-        name = f"projects/{PROJECT}/subscriptions/{TOPICS[key]}-{target.replace('_', '-')}"
-        endpoint = f"{functions[target]}/{topic}"
+    names = _subscription_names()
+    retry = types.RetryPolicy(
+        minimum_backoff=duration_pb2.Duration(seconds=1), maximum_backoff=duration_pb2.Duration(seconds=10)
+    )
+    dead_letter = types.DeadLetterPolicy(dead_letter_topic=topics["dead_letter"], max_delivery_attempts=10)
+    for key, target in (("run_events", "on_run_event"), ("commands", "on_command")):
         subscriber.create_subscription(
             request=types.Subscription(
-                name=name,
-                topic=topic,
+                name=names[key],
+                topic=topics[key],
                 ack_deadline_seconds=60,
-                push_config=types.PushConfig(push_endpoint=endpoint),
-                retry_policy=types.RetryPolicy(
-                    minimum_backoff=duration_pb2.Duration(seconds=1),
-                    maximum_backoff=duration_pb2.Duration(seconds=10),
-                ),
-                dead_letter_policy=types.DeadLetterPolicy(
-                    dead_letter_topic=topics["dead_letter"], max_delivery_attempts=10
-                ),
+                push_config=types.PushConfig(push_endpoint=f"{functions[target]}/{topics[key]}"),
+                retry_policy=retry,
+                dead_letter_policy=dead_letter,
             )
         )
-        names[key] = name
-    # keep dead letters inspectable
-    dl_name = f"projects/{PROJECT}/subscriptions/{TOPICS['dead_letter']}-inspect"
-    subscriber.create_subscription(name=dl_name, topic=topics["dead_letter"])
-    names["dead_letter"] = dl_name
-    return names
+    subscriber.create_subscription(
+        request=types.Subscription(
+            name=names["alerts"],
+            topic=topics["alerts"],
+            ack_deadline_seconds=600,
+            retry_policy=retry,
+            dead_letter_policy=dead_letter,
+        )
+    )
+    subscriber.create_subscription(name=names["dead_letter"], topic=topics["dead_letter"])
+
+
+def _seed(state: dict[str, Any]) -> None:
+    """What an operator sets up once: the tracker token in Secret Manager, the service accounts."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient(
+        credentials=AnonymousCredentials(),
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=state["secretmanager"]),
+    )
+    secret_id = TRACKER_TOKEN_SECRET.rsplit("/", 1)[-1]
+    secret = client.create_secret(
+        parent=f"projects/{PROJECT}", secret_id=secret_id, secret={"replication": {"automatic": {}}}
+    )
+    client.add_secret_version(parent=secret.name, payload={"data": b"local-tracker-token"})
+    import requests
+
+    for account in (PROXY_SERVICE_ACCOUNT, ROTATION_IDENTITY):
+        requests.post(
+            f"{state['iam']}/v1/projects/{PROJECT}/serviceAccounts",
+            timeout=10,
+            json={"accountId": account.split("@")[0]},
+        ).raise_for_status()
 
 
 if __name__ == "__main__":  # pragma: no cover

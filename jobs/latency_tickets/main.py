@@ -34,7 +34,7 @@ def main() -> int:
 
     with bound(component="latency-tickets", execution=os.environ.get("CLOUD_RUN_EXECUTION")):
         report = run(ports, ticket_settings, plan=plan)
-        event(_log, "tickets run finished", mode="plan" if plan else "apply", **report.to_dict())
+        event(_log, "tickets run finished", report=report.to_dict())
         if plan:
             print(report.plan_text, file=sys.stderr)
     return int(report.exit_code)
