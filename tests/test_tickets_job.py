@@ -246,6 +246,8 @@ def test_plan_mode_reads_but_writes_and_acks_nothing() -> None:
         and world.tracker.calls["comment"] == 0
     )
     assert world.sub.acked == [] and world.sub.pending == 3
+    # handed back at once, not hidden until the subscription's long ack deadline expires
+    assert len(world.sub.released) == 3 and not world.sub.leased
     assert report.actions() == {"create": 2} and report.acked == 0
     assert "create" in report.plan_text and "title: [gatehouse] cart-v1 (prod) is slow" in report.plan_text
     assert "1 x " in report.plan_text  # the malformed message is listed
@@ -375,6 +377,7 @@ def test_crash_between_claim_and_ticket_is_resumed_once(crash: str, creates: int
 
     early = world.run(run_id="r2")  # the claim may still be live: wait for it
     assert early.actions() == {"defer": 1} and early.exit_code == 1 and world.sub.pending == 1
+    assert world.sub.released and not world.sub.leased  # left for the next run, visible to it at once
 
     world.clock.now += world.settings.claim_timeout_seconds + 1
     world.sub.redeliver()

@@ -186,6 +186,7 @@ class FakeSubscription:
         self.available: list[PulledMessage] = []
         self.leased: dict[str, PulledMessage] = {}
         self.acked: list[str] = []
+        self.released: list[str] = []
         self._n = 0
         for payload in payloads:
             self.publish(payload)
@@ -207,6 +208,14 @@ class FakeSubscription:
             for ack_id in ack_ids:
                 if self.leased.pop(ack_id, None) is not None:
                     self.acked.append(ack_id)
+
+    def release(self, ack_ids: Sequence[str]) -> None:
+        with self.lock:
+            for ack_id in ack_ids:
+                message = self.leased.pop(ack_id, None)
+                if message is not None:
+                    self.released.append(ack_id)
+                    self.available.append(message)
 
     def redeliver(self) -> None:
         with self.lock:

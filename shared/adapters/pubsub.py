@@ -55,6 +55,18 @@ class PubSubMessages:
             except Exception as exc:
                 _raise(exc, f"acknowledge {len(chunk)} message(s) on {self.subscription}")
 
+    def release(self, ack_ids: Sequence[str]) -> None:
+        """Hand messages back at once (ack deadline 0) instead of letting them hide until it expires."""
+        ids = list(ack_ids)
+        for start in range(0, len(ids), ACK_CHUNK):
+            chunk = ids[start : start + ACK_CHUNK]
+            try:
+                self.client.modify_ack_deadline(
+                    request={"subscription": self.subscription, "ack_ids": chunk, "ack_deadline_seconds": 0}
+                )
+            except Exception as exc:
+                _raise(exc, f"release {len(chunk)} message(s) on {self.subscription}")
+
     def close(self) -> None:
         self.client.close()
 

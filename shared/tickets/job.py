@@ -169,6 +169,7 @@ def run(
     report.plan_text = result.render(settings)
     if plan:
         report.outcomes = [_planned(step.item, step.decision.action, step.decision.reason) for step in steps]
+        _release(ports, [m.ack_id for m in messages], report)
         return report
 
     report.outcomes = Executor(ports.ledger, ports.tracker, settings, report.run_id, now, bucket).apply(steps)
@@ -177,6 +178,8 @@ def run(
     report.left = len(reader.deferred) + sum(len(o.left) for o in report.outcomes)
     report.failures += [f"{o.label}: {o.error}" for o in report.outcomes if o.error]
     _ack(ports, to_ack, report)
+    acked = set(to_ack)
+    _release(ports, [m.ack_id for m in messages if m.ack_id not in acked], report)
     event(_log, "tickets: run done", **{k: v for k, v in report.to_dict().items() if k != "fingerprints"})
     return report
 
@@ -209,6 +212,16 @@ def _ack(ports: TicketPorts, ack_ids: Sequence[str], report: RunReport) -> None:
             report.left += len(chunk)
             continue
         report.acked += len(chunk)
+
+
+def _release(ports: TicketPorts, ack_ids: Sequence[str], report: RunReport) -> None:
+    """What this run does not acknowledge goes back to the subscription now, for the next run."""
+    unique = list(dict.fromkeys(ack_ids))
+    for start in range(0, len(unique), ACK_CHUNK):
+        try:
+            ports.messages.release(unique[start : start + ACK_CHUNK])
+        except Exception as exc:  # they come back anyway when the ack deadline expires
+            report.failures.append(f"release failed: {type(exc).__name__}: {exc}")
 
 
 def _planned(item: WorkItem, action: str, reason: str) -> Outcome:

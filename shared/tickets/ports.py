@@ -154,6 +154,11 @@ class Messages(Protocol):
 
     def ack(self, ack_ids: Sequence[str]) -> None: ...
 
+    def release(self, ack_ids: Sequence[str]) -> None:
+        """Make messages deliverable again now (ack deadline 0): what a run leaves for the next one
+        must not stay hidden for the subscription's long ack deadline."""
+        ...
+
 
 @dataclass(frozen=True)
 class TicketPorts:
