@@ -1,6 +1,8 @@
 """In-memory fakes of the rotation ports, with the semantics of the real services.
 
-Secret Manager: versions numbered from 1, ``latest`` = newest ENABLED version, aliases (not
+Secret Manager: versions numbered from 1, ``latest`` = the highest-numbered version whatever its
+state (Google: "the most recently created SecretVersion"; accessing it when that version is
+DISABLED or DESTROYED fails with FAILED_PRECONDITION, it never falls back), aliases (not
 ``latest``/``NEW``, at most 50, must name an existing version), a new secret etag on every
 UpdateSecret and a precondition failure on a stale one, version etags, annotation key syntax and
 the 16 KiB total, DESTROYED is terminal, payloads of at most 64 KiB with a CRC32C check. IAM: 10
@@ -47,6 +49,7 @@ from shared.rotation.ports import (
     VersionInfo,
     VersionState,
 )
+from shared.rotation.state import read_state
 from shared.rotation.target import account_project
 
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
@@ -194,8 +197,8 @@ class StoredSecret:
     versions: dict[int, StoredVersion] = field(default_factory=dict)
 
     def latest(self) -> StoredVersion | None:
-        enabled = [v for v in self.versions.values() if v.state is VersionState.ENABLED]
-        return max(enabled, key=lambda v: v.number) if enabled else None
+        """What ``latest`` names: the highest-numbered version, whatever its state."""
+        return self.versions[max(self.versions)] if self.versions else None
 
     def resolve(self, version: str) -> StoredVersion:
         if version == "latest":
@@ -298,9 +301,14 @@ class FakeSecretManager:
 
     @_port_call(write=False)
     def access_secret_version(self, name: str, version: str) -> AccessedVersion:
+        return self.access(name, version)
+
+    def access(self, name: str, version: str) -> AccessedVersion:
+        """AccessSecretVersion without the port machinery (no faults, no observers): for invariant
+        checks that read the way a consumer does."""
         found = self._secret(name).resolve(version)
         if found.state is not VersionState.ENABLED or found.payload is None:
-            raise _precondition(f"{name}/versions/{found.number} is in {found.state} state")
+            raise _precondition(f"Secret Version [{name}/versions/{found.number}] is in {found.state} state.")
         return AccessedVersion(found.number, Material(found.payload), found.crc)
 
     @_port_call(write=True)
@@ -575,7 +583,10 @@ class World:
             except UnicodeDecodeError:
                 return f"version {number} is not ASCII"
             return nonconformance(text, spec or GeneratorSpec(length=len(text))) if spec else None
-        info = json.loads(version.payload)
+        try:
+            info = json.loads(version.payload)
+        except ValueError:
+            return f"version {number} is not a key file"
         key = self.iam.keys.get(email, {}).get(info["private_key_id"])
         if info["client_email"] != email:
             return f"version {number} holds a key of another account"
@@ -587,19 +598,40 @@ class World:
             return f"the key of version {number} has expired"
         return None
 
-    def invariant_problems(self, name: str, spec: GeneratorSpec | None = None) -> list[str]:
-        """The safety invariants: ``current`` (once set) is always valid; current or latest is valid;
-        the account never has more than 10 keys."""
+    def invariant_problems(
+        self, name: str, spec: GeneratorSpec | None = None, *, untested_latest: bool = True
+    ) -> list[str]:
+        """The safety invariants, reading as consumers do: ``current`` (once set) is a valid
+        credential; ``latest`` (the highest-numbered version, whatever its state) can be read and is
+        a valid credential; the account never has more than 10 keys.
+
+        ``untested_latest``: ``latest`` may be invalid while it names the version an in-flight
+        rotation stored and has not tested yet (``pending``, or a version above the record's base
+        before ``pending`` is set), which is what a rejected test is about; it must still be
+        readable. With False it must be valid at every moment."""
         secret = self.secret(name)
         problems = []
         current = secret.aliases.get("current")
-        latest = secret.latest()
         if current is not None and (problem := self.version_problem(name, current, spec)):
             problems.append(f"current: {problem}")
-        candidates = [n for n in (current, latest.number if latest else None) if n is not None]
-        if not any(self.version_problem(name, n, spec) is None for n in candidates):
-            problems.append("no valid credential is readable as current or latest")
+        if secret.versions:
+            try:
+                latest = self.sm.access(name, "latest").number
+            except PermanentError as exc:
+                problems.append(f"latest cannot be read: {exc}")
+            else:
+                problem = self.version_problem(name, latest, spec)
+                if problem and not (untested_latest and self._untested(secret, latest)):
+                    problems.append(f"latest (version {latest}): {problem}")
         email = secret.annotations.get("gatehouse-service-account")
         if email is not None and len(self.iam.keys.get(email, {})) > KEY_LIMIT:
             problems.append(f"{email} has {len(self.iam.keys[email])} keys")
         return problems
+
+    @staticmethod
+    def _untested(secret: StoredSecret, number: int) -> bool:
+        record = read_state(secret.annotations).record
+        if record is None or record.tested is not None:
+            return False
+        pending = secret.aliases.get("pending")
+        return number == pending if pending is not None else number > record.base

@@ -339,6 +339,48 @@ def test_rotation_lifecycle_with_real_adapters(
     assert_no_leak(env, captured, capsys)
 
 
+class RejectOnce:
+    """A token exchange that refuses the first key it is shown for good, then accepts."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def exchange(self, key_file: Material) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise CredentialRejectedError("invalid_grant: Invalid JWT Signature.")
+
+
+def test_a_rejected_key_is_abandoned_behind_a_copy_so_latest_stays_readable(env: Env) -> None:
+    """The stand-in resolves ``latest`` as Google does (the newest version, whatever its state)."""
+    env.sa_key_target("app-one-key", SA)
+    assert statuses(env.run_job(secret=KEY)) == {KEY: "rotated"}
+    env.clock.advance(timedelta(days=91))
+    tokens = RejectOnce()
+    ports = replace(env.ports(), token_exchange=tokens)
+    settings = RotationSettings(projects=(PROJECT,), job_identity=JOB, holder="exec-r/0", token_exchange=True)
+
+    rejected = run(ports, settings, secret=KEY)
+    assert statuses(rejected) == {KEY: "failed"} and "invalid_grant" in target(rejected, KEY).reason
+    assert env.aliases(KEY) == {"current": 1}
+    assert env.states(KEY) == {3: "ENABLED", 2: "DISABLED", 1: "ENABLED"}
+    latest = env.client.access_secret_version(name=f"{KEY}/versions/latest")
+    assert latest.name.endswith("/versions/3") and bytes(latest.payload.data) == env.payload(KEY, "1")
+    state = read_state(dict(env.client.get_secret(name=KEY).annotations))
+    assert state.mirrors == {3: 1} and state.key_ids[3] == state.key_ids[1]
+    assert list(env.user_keys(SA)) == [state.key_ids[1]], "the rejected key was deleted"
+
+    healed = run(ports, replace(settings, holder="exec-s/0"), secret=KEY)
+    assert statuses(healed) == {KEY: "rotated"} and tokens.calls == 2
+    assert env.aliases(KEY) == {"current": 4, "previous": 1}
+    assert env.client.access_secret_version(name=f"{KEY}/versions/latest").name.endswith("/versions/4")
+    assert set(read_state(dict(env.client.get_secret(name=KEY).annotations)).retired) == {1, 2, 3}
+    env.clock.advance(timedelta(days=8))
+    assert statuses(env.run_job(secret=KEY)) == {KEY: "maintained"}
+    assert env.states(KEY) == {4: "ENABLED", 3: "DISABLED", 2: "DISABLED", 1: "DISABLED"}
+    assert env.valid_current(KEY, SA) is None
+
+
 def test_refused_when_the_account_already_has_nine_keys(env: Env) -> None:
     email = f"app-two@{PROJECT}.iam.gserviceaccount.com"
     name = env.sa_key_target("app-two-key", email)

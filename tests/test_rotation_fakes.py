@@ -37,10 +37,12 @@ def test_versions_latest_aliases_and_states() -> None:
     assert sm.access_secret_version(NAME, "current").payload.reveal() == b"two"
     three = next(v for v in sm.list_secret_versions(NAME) if v.number == 3)
     sm.disable_secret_version(NAME, 3, etag=three.etag)
-    assert sm.access_secret_version(NAME, "latest").number == 2, "latest = newest ENABLED"
-    with pytest.raises(PermanentError, match="DISABLED") as caught:
-        sm.access_secret_version(NAME, "3")
-    assert caught.value.reason == "FAILED_PRECONDITION"
+    for ref in ("3", "latest"):  # latest is the newest version whatever its state: no fall-back
+        with pytest.raises(PermanentError, match=r"versions/3\] is in DISABLED state") as caught:
+            sm.access_secret_version(NAME, ref)
+        assert caught.value.reason == "FAILED_PRECONDITION" and not isinstance(caught.value, ConflictError)
+    assert sm.access_secret_version(NAME, "current").number == 2
+    assert add(world, b"four") == 4 and sm.access_secret_version(NAME, "latest").number == 4
     with pytest.raises(ConflictError):
         sm.destroy_secret_version(NAME, 3, etag=three.etag)  # stale version etag
     three = next(v for v in sm.list_secret_versions(NAME) if v.number == 3)
@@ -49,6 +51,11 @@ def test_versions_latest_aliases_and_states() -> None:
     assert three.state is VersionState.DESTROYED
     with pytest.raises(PermanentError, match="DESTROYED"):
         sm.disable_secret_version(NAME, 3, etag=three.etag)
+    four = next(v for v in sm.list_secret_versions(NAME) if v.number == 4)
+    sm.destroy_secret_version(NAME, 4, etag=four.etag)
+    with pytest.raises(PermanentError, match="DESTROYED state") as caught:
+        sm.access_secret_version(NAME, "latest")
+    assert caught.value.reason == "FAILED_PRECONDITION"
     with pytest.raises(NotFoundError):
         sm.access_secret_version(NAME, "nope")
 

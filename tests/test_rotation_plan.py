@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared.rotation.plan import (
+    AddMirror,
     Adopt,
     Begin,
     ClearRecord,
@@ -17,11 +18,13 @@ from shared.rotation.plan import (
     DeleteKey,
     DestroyVersion,
     DisableKey,
+    DisableRejected,
     DisableVersion,
     Finish,
     Forget,
     MarkPending,
     Plan,
+    RecordMirror,
     ReleasePending,
     RemoveOrphan,
     Snapshot,
@@ -186,7 +189,7 @@ ROTATION_CASES = [
         [Finish(3, 2)],
     ),
     (
-        "pending failed its test: disable it first (latest falls back to current)",
+        "pending failed its test: copy current first (latest is the newest version, whatever its state)",
         {
             **due(record=record(rejected=NOW), key_ids={2: K2, 3: K3}),
             "versions": [version(2, 91), version(3, 0)],
@@ -194,13 +197,36 @@ ROTATION_CASES = [
             "keys": [key(K2, 91), key(K3, 0)],
         },
         ctx(),
-        [DisableVersion(3, "it failed its test")],
+        [AddMirror(2)],
+    ),
+    (
+        "killed after adding the copy: note it as a mirror of current (same key), add no second one",
+        {
+            **due(record=record(rejected=NOW), key_ids={2: K2, 3: K3}),
+            "versions": [version(2, 91), version(3, 0), version(4, 0)],
+            "aliases": {"current": 2, "pending": 3},
+            "keys": [key(K2, 91), key(K3, 0)],
+            "resolved": {4: K2},
+        },
+        ctx(),
+        [RecordMirror((4,), 2, K2)],
+    ),
+    (
+        "copy noted: now disable the rejected version (latest stays on the copy)",
+        {
+            **due(record=record(rejected=NOW), key_ids={2: K2, 3: K3, 4: K2}, mirrors={4: 2}),
+            "versions": [version(2, 91), version(3, 0), version(4, 0)],
+            "aliases": {"current": 2, "pending": 3},
+            "keys": [key(K2, 91), key(K3, 0)],
+        },
+        ctx(),
+        [DisableRejected(3)],
     ),
     (
         "pending failed its test (disabled): delete its key",
         {
-            **due(record=record(), key_ids={2: K2, 3: K3}),
-            "versions": [version(2, 91), version(3, 0, DISABLED)],
+            **due(record=record(rejected=NOW), key_ids={2: K2, 3: K3, 4: K2}, mirrors={4: 2}),
+            "versions": [version(2, 91), version(3, 0, DISABLED), version(4, 0)],
             "aliases": {"current": 2, "pending": 3},
             "keys": [key(K2, 91), key(K3, 0)],
         },
@@ -210,12 +236,81 @@ ROTATION_CASES = [
     (
         "pending failed, key gone: release pending",
         {
-            **due(record=record(), key_ids={2: K2, 3: K3}),
-            "versions": [version(2, 91), version(3, 0, DISABLED)],
+            **due(record=record(rejected=NOW), key_ids={2: K2, 3: K3, 4: K2}, mirrors={4: 2}),
+            "versions": [version(2, 91), version(3, 0, DISABLED), version(4, 0)],
             "aliases": {"current": 2, "pending": 3},
+            "keys": [key(K2, 91)],
         },
         ctx(),
         [ReleasePending(3)],
+    ),
+    (
+        "rejected payload was not a key file (id unknown): remove the key the rotation created",
+        {
+            **due(record=record(rejected=NOW), key_ids={2: K2, 4: K2}, mirrors={4: 2}),
+            "versions": [version(2, 91), version(3, 1, DISABLED), version(4, 0)],
+            "aliases": {"current": 2, "pending": 3},
+            "keys": [key(K2, 91), key(K3, 1)],
+        },
+        ctx(),
+        [RemoveOrphan(K3)],
+    ),
+    (
+        "pending disabled by someone (latest unreadable): copy current first",
+        {
+            **due(record=record(), key_ids={2: K2, 3: K3}),
+            "versions": [version(2, 91), version(3, 0, DISABLED)],
+            "aliases": {"current": 2, "pending": 3},
+            "keys": [key(K2, 91), key(K3, 0)],
+        },
+        ctx(),
+        [AddMirror(2)],
+    ),
+    (
+        "rejected again: the new copy is noted and the older mirror, no longer latest, is retired",
+        {
+            **due(
+                record=record(base=4, rejected=NOW),
+                key_ids={2: K2, 3: K3, 4: K2, 5: K1},
+                mirrors={4: 2},
+                retired={3: ago(1)},
+            ),
+            "versions": [
+                version(2, 92),
+                version(3, 1, DISABLED),
+                version(4, 1),
+                version(5, 0),
+                version(6, 0),
+            ],
+            "aliases": {"current": 2, "pending": 5},
+            "keys": [key(K2, 92), key(K1, 0)],
+            "resolved": {6: K2},
+        },
+        ctx(),
+        [RecordMirror((6,), 2, K2, supersedes=(4,))],
+    ),
+    (
+        "a version above pending holding another key is not a copy: left alone, latest is readable",
+        {
+            **due(record=record(rejected=NOW), key_ids={2: K2, 3: K3}),
+            "versions": [version(2, 91), version(3, 0), version(4, 0)],
+            "aliases": {"current": 2, "pending": 3},
+            "keys": [key(K2, 91), key(K3, 0), key(K1, 0)],
+            "resolved": {4: K1},
+        },
+        ctx(),
+        [DisableRejected(3)],
+    ),
+    (
+        "pending tested while current has a mirror: finish retires the mirror with current",
+        {
+            **due(record=record(base=4, tested=NOW), key_ids={2: K2, 4: K2, 5: K3}, mirrors={4: 2}),
+            "versions": [version(2, 92), version(4, 1), version(5, 0)],
+            "aliases": {"current": 2, "pending": 5},
+            "keys": [key(K2, 92), key(K3, 0)],
+        },
+        ctx(),
+        [Finish(5, 2, (4,))],
     ),
     (
         "rotation requested for credentials created before now: due",
@@ -334,6 +429,125 @@ def test_retirement_comes_before_the_next_rotation() -> None:
     base["keys"] = [key(K1, 190, disabled=True), key(K2, 95)]
     steps = run_plan(sa_target(), snapshot(**base)).steps
     assert steps == (DeleteKey(K1, 1), DestroyVersion(1), Begin(2, frozenset({K1, K2})))
+
+
+def test_no_enabled_current_to_copy_disables_the_rejected_version_and_says_so() -> None:
+    snap = snapshot(
+        [version(1, 0)],
+        aliases={"pending": 1},
+        state=RotationState(record=record(base=0, rejected=NOW), key_ids={1: K1}),
+        keys=[key(K1, 0)],
+    )
+    result = run_plan(sa_target(), snap)
+    assert result.steps == (DisableRejected(1),)
+    assert any("no enabled current to copy" in n for n in result.notes)
+
+
+def mirrored(**state_changes: Any) -> dict[str, Any]:
+    """A rejected rotation left version 3 as a mirror of version 1 (key K1); version 2 was the
+    rejected one (its key deleted); a later rotation made version 4 (key K3) current."""
+    state = RotationState(
+        key_ids={1: K1, 2: K2, 3: K1, 4: K3},
+        mirrors={3: 1},
+        retired={1: ago(8), 2: ago(8), 3: ago(8)},
+        current_since=ago(8),
+    )
+    return {
+        "versions": [version(1, 100), version(2, 8, DISABLED), version(3, 8), version(4, 8)],
+        "aliases": {"current": 4, "previous": 1},
+        "state": replace(state, **state_changes),
+        "keys": [key(K1, 100), key(K3, 8)],
+    }
+
+
+SHARED_KEY_CASES = [
+    (
+        "grace 1: the original and its mirror are disabled, their one key once",
+        mirrored(),
+        [DisableVersion(1), DisableKey(K1, 1), DisableVersion(3)],
+    ),
+    (
+        "grace 2: the key is deleted once, both versions destroyed",
+        {
+            **mirrored(retired={1: ago(31), 2: ago(31), 3: ago(31)}),
+            "keys": [key(K1, 100, disabled=True), key(K3, 8)],
+        },
+        [DeleteKey(K1, 1), DestroyVersion(1), DestroyVersion(2), DestroyVersion(3)],
+    ),
+    (
+        "both holders destroyed, their key not yet deleted: delete it before forgetting either",
+        {
+            **mirrored(retired={1: ago(31), 2: ago(31), 3: ago(31)}),
+            "versions": [
+                version(1, 100, DESTROYED),
+                version(2, 8, DESTROYED),
+                version(3, 8, DESTROYED),
+                version(4, 8),
+            ],
+            "keys": [key(K1, 100, disabled=True), key(K3, 8)],
+        },
+        [DeleteKey(K1, 1), Forget(2)],
+    ),
+    (
+        "a retired mirror whose key current still holds: only the version is disabled",
+        {
+            "versions": [
+                version(1, 100),
+                version(2, 8, DISABLED),
+                version(3, 8),
+                version(4, 0, DISABLED),
+                version(5, 0),
+            ],
+            "aliases": {"current": 1},
+            "state": RotationState(
+                key_ids={1: K1, 2: K2, 3: K1, 4: K3, 5: K1},
+                mirrors={3: 1, 5: 1},
+                retired={2: ago(8), 3: ago(8), 4: ago(8)},
+            ),
+            "keys": [key(K1, 100)],
+        },
+        [DisableVersion(3)],
+    ),
+    (
+        "that mirror destroyed: forgotten although the key lives on (current holds it)",
+        {
+            "versions": [version(1, 100), version(3, 40, DESTROYED), version(5, 30)],
+            "aliases": {"current": 1},
+            "state": RotationState(key_ids={1: K1, 3: K1, 5: K1}, mirrors={3: 1, 5: 1}, retired={3: ago(31)}),
+            "keys": [key(K1, 100)],
+        },
+        [Forget(3)],
+    ),
+    (
+        "the key is retired with its last holder: a mirror retired later keeps it enabled",
+        {**mirrored(retired={1: ago(8), 2: ago(8), 3: ago(2)})},
+        [DisableVersion(1)],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("snap", "expected"), [c[1:] for c in SHARED_KEY_CASES], ids=[c[0] for c in SHARED_KEY_CASES]
+)
+def test_a_key_shared_by_a_mirror_is_retired_once_with_its_last_holder(
+    snap: dict[str, Any], expected: list[object]
+) -> None:
+    # rotation period 365d: only retirement is planned
+    result = run_plan(sa_target(**{"gatehouse-rotation-period": "365d"}), snapshot(**snap))
+    assert list(result.steps) == expected
+
+
+def test_the_newest_version_is_never_disabled_or_destroyed_by_retirement() -> None:
+    # a rotation of an empty secret was rejected and released: its version is retired and newest
+    state = RotationState(key_ids={1: K1}, retired={1: ago(40)})
+    snap = snapshot([version(1, 40)], state=state, keys=[])
+    result = run_plan(sa_target(), snap)
+    assert not any(isinstance(s, (DisableVersion, DestroyVersion)) for s in result.steps), result.steps
+    assert any("newest version, which latest names" in n for n in result.notes)
+    disabled = snapshot([version(1, 40, DISABLED)], state=state, keys=[])
+    result = run_plan(sa_target(), disabled)
+    assert not any(isinstance(s, DestroyVersion) for s in result.steps), result.steps
+    assert any("latest names version 1, which is DISABLED" in n for n in result.notes)
 
 
 # -- preflight -------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def test_a_transient_failure_fails_only_that_target_and_the_next_run_resumes() -
     assert statuses(resumed)[KEY1] == "rotated" and resumed.exit_code == 0
 
 
-def test_a_rejected_credential_is_disabled_at_once_and_current_stays() -> None:
+def test_a_rejected_credential_is_disabled_at_once_behind_a_copy_of_current() -> None:
     world = fleet(World())
     run(world.ports(), settings())
     world.clock.advance(timedelta(days=91))
@@ -180,14 +180,82 @@ def test_a_rejected_credential_is_disabled_at_once_and_current_stays() -> None:
     report = run(world.ports(), settings("exec-2/0"), secret=TOKEN)
     (target,) = report.targets
     assert target.status == "failed" and "does not conform" in target.reason
+    assert [a.step.split(" (")[0].split(",")[0] for a in target.actions][-5:] == [
+        "test pending version 3",
+        "add a copy of current version 2 as a new version",
+        "note version(s) 4 as mirror(s) of current version 2",
+        "disable pending version 3",
+        "release abandoned pending version 3; current is unchanged",
+    ]
     secret = world.secret(TOKEN)
     assert secret.aliases == {"current": 2}  # version 1 was destroyed in the same run (grace 2)
     assert secret.versions[3].state is VersionState.DISABLED
-    assert secret.latest() is secret.versions[2], "latest is back on current"
-    assert read_state(secret.annotations).record is None
+    # latest is the newest version whatever its state: a copy of current, not the rejected one
+    assert world.sm.access(TOKEN, "latest").number == 4
+    assert secret.versions[4].payload == secret.versions[2].payload
+    state = read_state(secret.annotations)
+    assert state.record is None and state.mirrors == {4: 2} and set(state.retired) == {3}
+    roles = {v.number: v.roles for v in target.versions}
+    assert roles[4] == ("latest", "mirror") and roles[2] == ("current",)
+    assert world.invariant_problems(TOKEN, spec_of(TOKEN), untested_latest=False) == []
+
     healed = run(world.ports(), settings("exec-3/0"), secret=TOKEN)
     assert [t.status for t in healed.targets] == ["rotated"]
-    assert world.secret(TOKEN).aliases["current"] == 4
+    secret = world.secret(TOKEN)
+    assert secret.aliases == {"current": 5, "previous": 2}
+    assert set(read_state(secret.annotations).retired) == {2, 3, 4}, "the mirror retires with current"
+    world.clock.advance(timedelta(days=31))
+    assert [t.status for t in run(world.ports(), settings("exec-4/0"), secret=TOKEN).targets] == [
+        "maintained"
+    ]
+    secret = world.secret(TOKEN)
+    assert {n: v.state for n, v in secret.versions.items()} == {
+        **dict.fromkeys((1, 2, 3, 4), VersionState.DESTROYED),
+        5: VersionState.ENABLED,
+    }
+    state = read_state(secret.annotations)
+    assert secret.aliases == {"current": 5} and not state.retired and not state.mirrors
+
+
+def test_a_rotation_rejected_twice_keeps_one_live_mirror_and_one_key() -> None:
+    world = fleet(World())
+    run(world.ports(), settings(), secret=KEY1)  # adopt 1 (100 days old) and rotate: 2 current
+    world.clock.advance(timedelta(days=91))
+    for attempt in (1, 2):
+        world.sm.corrupt_next_add = True
+        report = run(world.ports(), settings(f"exec-{attempt + 1}/0"), secret=KEY1)
+        assert [t.status for t in report.targets] == ["failed"]
+        assert world.invariant_problems(KEY1, untested_latest=False) == []
+    secret = world.secret(KEY1)
+    # 3 and 5 rejected, 4 and 6 copies of 2; 4 was superseded by 6 and is retired
+    state = read_state(secret.annotations)
+    assert secret.aliases == {"current": 2} and world.sm.access(KEY1, "latest").number == 6
+    assert state.mirrors == {4: 2, 6: 2} and set(state.retired) >= {3, 4, 5}
+    assert state.key_ids[4] == state.key_ids[6] == state.key_ids[2]
+    world.clock.advance(timedelta(days=8))  # grace 1 of the superseded mirror: its key lives on
+    run(world.ports(), settings("exec-4/0"), secret=KEY1)
+    secret = world.secret(KEY1)
+    assert secret.versions[4].state is VersionState.DISABLED
+    assert world.invariant_problems(KEY1, untested_latest=False) == []
+    key2 = state.key_ids[2]
+    assert world.iam.keys[SA1][key2].disabled is False
+    assert secret.aliases["current"] == 7, "the rotation was due again and succeeded"
+    assert world.sm.access(KEY1, "latest").number == 7
+
+
+def test_the_executor_refuses_to_disable_or_destroy_the_newest_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.rotation import plan as p
+
+    world = fleet(World())
+    run(world.ports(), settings(), secret=TOKEN)  # current 2, previous 1
+    for bad in (p.DisableVersion(2), p.DestroyVersion(2), p.DisableRejected(2)):
+        monkeypatch.setattr(p, "plan", lambda *args, bad=bad: p.Plan(steps=(bad,), due=("injected",)))
+        report = run(world.ports(), settings("exec-2/0"), secret=TOKEN)
+        (target,) = report.targets
+        assert target.status == "failed" and "is the newest, which latest names" in target.reason, target
+        assert world.secret(TOKEN).versions[2].state is VersionState.ENABLED
 
 
 def test_token_exchange_rejection_abandons_the_key() -> None:

@@ -170,10 +170,12 @@ def test_state_round_trips_and_leaves_other_annotations_alone() -> None:
         key_ids={4: "k4", 3: "k3"},
         retired={3: at},
         current_since=at,
+        mirrors={5: 3},
     )
     written = write_state({"owner": "team-a", "gatehouse-state-keys": "stale"}, state)
     assert written["owner"] == "team-a"
     assert written["gatehouse-state-keys"] == "3=k3,4=k4"
+    assert written["gatehouse-state-mirrors"] == "5=3" and state.copies_of(3) == [5]
     assert written["gatehouse-state-rotation"] == (
         "id=r1;holder=exec-1/0;started=2025-03-01T12:30:00Z;base=4;keys=k1,k2;"
         "tested=2025-03-01T12:30:00Z;rejected=2025-03-01T12:30:00Z"
@@ -189,6 +191,7 @@ def test_state_round_trips_and_leaves_other_annotations_alone() -> None:
         ("gatehouse-state-keys", "three=k3"),
         ("gatehouse-state-retired", "3=2025-13-01T00:00:00Z"),
         ("gatehouse-state-current-since", "2025-01-01T00:00:00"),
+        ("gatehouse-state-mirrors", "5=three"),
     ],
 )
 def test_malformed_state_names_the_annotation(key: str, value: str) -> None:

@@ -4,8 +4,11 @@ Cloud Run resolves a secret in an environment variable once, when an instance st
 keeps the old value until its instances are replaced (a new revision does that), a job reads the
 new one at its next execution. A volume-mounted secret is read when the file is read, so it
 follows ``latest`` or an alias by itself. A reference that pins a version number never follows:
-it breaks when that version is disabled at the end of grace 1. ``current`` is the alias to read;
-``latest`` may name a pending version for the seconds between create and test.
+it breaks when that version is disabled at the end of grace 1. ``current`` is the alias to read.
+``latest`` is Secret Manager's highest-numbered version whatever its state (reading it fails when
+that version is disabled); gatehouse keeps it enabled and valid (a rejected pending version is
+covered by a copy of ``current`` before it is disabled), but it names the pending version for the
+seconds between create and test.
 """
 
 from __future__ import annotations

@@ -11,13 +11,22 @@ state the systems now hold:
   expected: re-read and re-plan, at most ``max_conflicts`` times;
 * a ``TransientError``: stop this target; the next run resumes where the systems say it stopped;
 * a new credential that fails its test: record the rejection (etag-guarded, so a concurrent
-  finish cannot promote it), then the plan abandons it: disable its version (``latest`` falls
-  back to ``current``), delete its key, release ``pending``. The next run starts over;
+  finish cannot promote it), then the plan abandons it: add a copy of ``current``'s material as a
+  new version and note it as a mirror (Secret Manager's ``latest`` is the highest-numbered version
+  whatever its state, so ``latest`` must name a valid credential before the rejected version is
+  disabled), then disable the rejected version, delete its key, release ``pending``. The next run
+  starts over;
 * IAM refusing to create a key (FAILED_PRECONDITION): report the refusal with the advice to use
   workload identity or impersonation, and clear the rotation record.
 
-Material goes from IAM or the generator straight into AddSecretVersion, and from
-AccessSecretVersion straight into a check; it is never logged, reported or put in an exception.
+Material goes from IAM or the generator straight into AddSecretVersion, from AccessSecretVersion
+straight into a check, and (for a mirror) from AccessSecretVersion of ``current`` straight into
+AddSecretVersion; it is never logged, reported or put in an exception.
+
+A guard below the planner: a retirement step (disable or destroy a version) never touches the
+highest-numbered version, which ``latest`` names; and a rejected pending version that is the newest
+is disabled only when there is no enabled ``current`` a mirror could have copied. Either would be a
+planner bug: the target fails instead.
 """
 
 from __future__ import annotations
@@ -51,7 +60,15 @@ from shared.rotation.verify import check_generated, check_key_file, key_id_of
 
 _log = get_logger("rotation")
 FAILED_PRECONDITION = "FAILED_PRECONDITION"
-_ABANDON = (p.DisableVersion, p.DeleteKey, p.ReleasePending)
+_ABANDON = (
+    p.AddMirror,
+    p.RecordMirror,
+    p.DisableRejected,
+    p.DisableVersion,
+    p.DeleteKey,
+    p.RemoveOrphan,
+    p.ReleasePending,
+)
 
 
 class _ReplanError(Exception):
@@ -286,7 +303,7 @@ class TargetRunner:
                     self._update(snap, state=lambda s: _mark(s, rejected=True, at=now))
                     raise
                 self._update(snap, state=lambda s: _mark(s, rejected=False, at=now))
-            case p.Finish(version=n, previous=old):
+            case p.Finish(version=n, previous=old, mirrors=copies):
                 aliases: dict[str, int | None] = {p.CURRENT: n, p.PENDING: None}
                 if old is not None:
                     aliases[p.PREVIOUS] = old
@@ -294,13 +311,33 @@ class TargetRunner:
                     snap,
                     aliases=aliases,
                     state=lambda s: replace(
-                        s, record=None, retired=_put(s.retired, old, now), current_since=now
+                        s,
+                        record=None,
+                        retired={**_put(s.retired, old, now), **dict.fromkeys(copies, now)},
+                        current_since=now,
                     ),
                 )
                 self.finished = True
+            case p.AddMirror(source=n):
+                detail = self._add_mirror(n)
+            case p.RecordMirror(versions=copies, of=original, key_id=key_id, supersedes=older):
+                self._update(
+                    snap,
+                    state=lambda s: replace(
+                        s,
+                        mirrors={**s.mirrors, **dict.fromkeys(copies, original)},
+                        key_ids={**s.key_ids, **{c: key_id for c in copies if key_id}},
+                        retired={**s.retired, **dict.fromkeys(older, now)},
+                    ),
+                )
+            case p.DisableRejected(version=n):
+                self._guard_newest(step, snap, n)
+                self._version_op(self.ports.secrets.disable_secret_version, snap, n)
             case p.DisableVersion(version=n):
+                self._guard_newest(step, snap, n)
                 self._version_op(self.ports.secrets.disable_secret_version, snap, n)
             case p.DestroyVersion(version=n):
+                self._guard_newest(step, snap, n)
                 self._version_op(self.ports.secrets.destroy_secret_version, snap, n)
             case p.DisableKey(key_id=key_id):
                 email = self.target.service_account or ""
@@ -313,7 +350,12 @@ class TargetRunner:
                 self._update(
                     snap,
                     aliases=drop,
-                    state=lambda s: replace(s, retired=_drop(s.retired, n), key_ids=_drop(s.key_ids, n)),
+                    state=lambda s: replace(
+                        s,
+                        retired=_drop(s.retired, n),
+                        key_ids=_drop(s.key_ids, n),
+                        mirrors=_drop(s.mirrors, n),
+                    ),
                 )
             case p.ReleasePending(version=n):
                 alive = any(v.number == n and v.state is not VersionState.DESTROYED for v in snap.versions)
@@ -353,6 +395,39 @@ class TargetRunner:
             version_aliases=new_aliases if new_aliases != dict(secret.version_aliases) else None,
             annotations=new_annotations if new_annotations != dict(secret.annotations) else None,
         )
+
+    def _guard_newest(self, step: p.Step, snap: p.Snapshot, number: int) -> None:
+        """Refuse a step that would leave ``latest`` (the highest-numbered version) unreadable."""
+        newest = max((v.number for v in snap.versions), default=None)
+        if number != newest:
+            return
+        if isinstance(step, p.DisableRejected):
+            current = snap.secret.version_aliases.get(p.CURRENT)
+            if not any(v.number == current and v.state is VersionState.ENABLED for v in snap.versions):
+                return  # nothing valid to copy: latest cannot be kept readable
+        raise PermanentError(
+            f"refusing to {step.describe()}: version {number} is the newest, which latest names "
+            "(a planner bug; nothing was changed)"
+        )
+
+    def _add_mirror(self, source: int) -> str:
+        """AddSecretVersion with a copy of version ``source``: the material goes straight across."""
+        try:
+            accessed = self.ports.secrets.access_secret_version(self.name, str(source))
+        except PermanentError as exc:
+            if exc.reason == FAILED_PRECONDITION and not isinstance(exc, ConflictError):
+                raise _ReplanError(f"version {source} is no longer enabled") from None
+            raise
+        data = accessed.payload.reveal()
+        if accessed.crc32c is not None and accessed.crc32c != crc32c(data):
+            raise TransientError(f"version {source} was read with a CRC32C mismatch")
+        number = self.ports.secrets.add_secret_version(self.name, accessed.payload, crc32c=crc32c(data))
+        if self.target.kind is Kind.SA_KEY:
+            key_id = key_id_of(accessed.payload)
+            if key_id:
+                self.key_ids[number] = key_id
+            self.read_versions.add(number)
+        return f"version {number} holds a copy of version {source}"
 
     def _version_op(self, call: Any, snap: p.Snapshot, number: int) -> None:
         version = next(v for v in snap.versions if v.number == number)
@@ -516,9 +591,10 @@ def _inventory(snap: p.Snapshot, now: datetime) -> dict[str, Any]:
     roles: dict[int, list[str]] = {}
     for alias, number in sorted(snap.secret.version_aliases.items()):
         roles.setdefault(number, []).append(alias)
-    enabled = [v.number for v in snap.versions if v.state is VersionState.ENABLED]
-    if enabled:
-        roles.setdefault(max(enabled), []).append("latest")
+    if snap.versions:  # latest: the highest-numbered version, whatever its state
+        roles.setdefault(max(v.number for v in snap.versions), []).append("latest")
+    for number in state.mirrors:
+        roles.setdefault(number, []).append("mirror")
     for number in state.retired:
         roles.setdefault(number, []).append("retired")
     versions = tuple(
@@ -534,17 +610,24 @@ def _inventory(snap: p.Snapshot, now: datetime) -> dict[str, Any]:
         for v in sorted(snap.versions, key=lambda v: -v.number)
     )
     key_ids = {**snap.resolved_key_ids, **state.key_ids}
-    by_key = {k: n for n, k in key_ids.items()}
+    holders: dict[str, list[int]] = {}  # a mirror holds the same key as its original
+    for number, key_id in sorted(key_ids.items()):
+        holders.setdefault(key_id, []).append(number)
+
+    def key_role(key_id: str) -> str:
+        if key_id not in holders:
+            return "not held by this secret"
+        held = [r for n in holders[key_id] for r in roles.get(n, [])]
+        return ", ".join(dict.fromkeys(held)) or "held"
+
     keys = tuple(
         KeyRow(
             key_id=k.key_id,
             age_days=round((now - k.valid_after).total_seconds() / 86400, 2),
             disabled=k.disabled,
             expires=k.valid_before,
-            role=(", ".join(roles.get(by_key[k.key_id], [])) or "held")
-            if k.key_id in by_key
-            else "not held by this secret",
-            version=by_key.get(k.key_id),
+            role=key_role(k.key_id),
+            version=holders[k.key_id][0] if k.key_id in holders else None,
         )
         for k in sorted(snap.keys, key=lambda k: k.valid_after)
     )

@@ -17,19 +17,24 @@ mark pending   UpdateSecret: ``pending`` -> that version (+ key id)   ``latest``
 test           reads only; then UpdateSecret: record ``tested``       ready to finish
                (or ``rejected``: then abandon, below)
 finish         UpdateSecret: ``current`` -> pending, ``previous`` ->  consumers of ``current`` see it;
-               old, drop ``pending`` and the record, note retired     the old one is in grace 1
-retire         after grace 1: disable the old version and key;       never touches ``current``
-               after grace 2: delete the key, destroy the version
-abandon        disable the rejected version, delete its key, drop    ``latest`` is back on ``current``;
-               ``pending`` and the record                             the next run starts over
+               old, drop ``pending`` and the record, note the old     the old one (and its mirrors) are
+               version and its mirrors retired                        in grace 1
+retire         after grace 1: disable the old version and, once no    never touches ``current`` nor the
+               version that is not retired holds it, its key; after   newest version (``latest``)
+               grace 2: delete the key, destroy the version
+abandon        mirror: AddSecretVersion with a copy of ``current``;   ``latest`` = the mirror, a valid
+               UpdateSecret: note it as a mirror of ``current``       copy of ``current``; the rejected
+               (+ the same key id); then disable the rejected         version and key are gone; the
+               version, delete its key, drop ``pending`` and the      next run starts over
+               record
 =============  ====================================================  ==================================
 
 Every UpdateSecret carries the etag the plan was made from: of two runners, one wins and the other
 gets a conflict, re-reads and re-plans (it then finds the step done or the record taken). The
 executor applies one step, re-reads, re-plans, until the plan is empty: a run that finds nothing due
 does nothing (age gating, so a daily schedule heals missed runs and a second run is a no-op).
-Once a version is stored, any runner may carry the rotation on (mark, test, finish): every one of
-those writes is guarded by the etag, and the test itself only reads.
+Once a version is stored, any runner may carry the rotation on (mark, test, finish, abandon): every
+one of those writes is guarded by the etag, and the test itself only reads.
 
 Never two keys for one rotation: ``begin`` is written (etag-guarded) before IAM is called and
 ``create`` is planned only for the process that wrote it. A process killed inside the create window
@@ -39,16 +44,41 @@ Run task retrying), finds keys created in the record's time window that are neit
 list nor referenced by a version, disables and deletes them, then begins again. That is the one
 case in which a second key is created for one rotation; the lost key never served anyone.
 
-Why ``latest`` may briefly name an untested version: a version must be ENABLED to be read for its
-test, and Secret Manager's ``latest`` is the newest enabled version, so adding the pending version
-moves ``latest`` to it. Adding it disabled and enabling it for the test only moves the window.
-gatehouse therefore (1) treats ``current`` as the contract: it only ever names a version that
-passed its test, and consumers are told to read ``current`` (Cloud Run accepts an alias wherever
-it accepts a version); (2) creates only material that is valid the moment it is stored (a real key
-of the right account; a value conforming to its spec), so a ``latest`` reader gets a working
-credential; (3) runs create, test and finish back to back, seconds apart; (4) disables a pending
-version that fails its test right away, which returns ``latest`` to ``current``. The report flags
-consumers that read ``latest``.
+``latest``. Secret Manager's ``latest`` is "the most recently created SecretVersion": the
+highest-numbered version whatever its state. Reading it when that version is DISABLED or DESTROYED
+fails with FAILED_PRECONDITION; it does not fall back to an older version. gatehouse keeps this
+invariant: at every moment the target has an enabled, valid credential readable both as
+``current`` and as ``latest``, except that ``latest`` names the pending version between its
+create and its test (a version must be ENABLED to be read for its test, and adding it moves
+``latest`` to it; adding it disabled and enabling it for the test only moves the window). So
+gatehouse (1) treats ``current`` as the contract: it only ever names a version that passed its
+test, and consumers are told to read ``current`` (Cloud Run accepts an alias wherever it accepts a
+version; the report flags consumers that read ``latest``); (2) creates only material that is valid
+the moment it is stored (a real key of the right account; a value conforming to its spec), so a
+``latest`` reader gets a working credential; (3) runs create, test and finish back to back,
+seconds apart; (4) never disables or destroys the newest version in retirement (retired versions
+are older than ``current``; the executor refuses such a step); (5) abandons a rejected pending
+version with a mirror, below.
+
+Abandon with a mirror. Disabling the rejected pending version would leave ``latest`` on a DISABLED
+version, so first a copy of ``current``'s material (the same key file, the same generated value)
+is added as a new version: ``latest`` then names a valid credential again. An UpdateSecret notes
+it in ``gatehouse-state-mirrors`` as a mirror of ``current`` and, for ``sa-key``, maps it to the
+same IAM key id; only then is the rejected version disabled, its key deleted and ``pending``
+released. ``current`` stays on the original version: its create time is the credential's real age,
+so the failed rotation is due again at once (a ``current`` moved to the fresh copy would look new
+and postpone the rotation by a whole period) and ``current_since`` does not move (the value did not
+change). The mirror is one credential with the original: a key is disabled or deleted only when no
+version that is not retired still holds it, the mirror is retired together with the original when
+``finish`` makes it ``previous``, and an older mirror is retired as soon as a newer one takes
+``latest`` (a rotation rejected again). Crash safety: a version above the pending one that no alias,
+retirement or mirror entry claims can only have been added by this abandon (the record still holds
+the rotation), so a run killed after adding the copy records it instead of adding another; and a
+rejected key whose id no version maps (the payload was not a key file, and the process that had the
+id from IAM was killed) is found as an orphan of the record, as in the create window, and removed
+before the record is released. With no enabled ``current`` to copy (the very first rotation of an
+empty secret, or ``current`` disabled by hand) there is no valid credential to protect and the
+rejected version is disabled as before (the report notes that ``latest`` is unreadable).
 """
 
 from __future__ import annotations
@@ -159,10 +189,47 @@ class Test:
 class Finish:
     version: int
     previous: int | None
+    mirrors: tuple[int, ...] = ()  # mirrors of the old current, retired with it
 
     def describe(self) -> str:
         old = f"; version {self.previous} becomes previous (grace 1 starts)" if self.previous else ""
-        return f"make version {self.version} current{old}"
+        copies = ", ".join(str(m) for m in self.mirrors)
+        retired = f"; its mirror(s) {copies} are retired with it" if copies else ""
+        return f"make version {self.version} current{old}{retired}"
+
+
+@dataclass(frozen=True)
+class AddMirror:
+    source: int
+
+    def describe(self) -> str:
+        return (
+            f"add a copy of current version {self.source} as a new version, so that latest names a "
+            "valid credential before the rejected pending version is disabled"
+        )
+
+
+@dataclass(frozen=True)
+class RecordMirror:
+    versions: tuple[int, ...]  # copies of ``of`` added by this abandon
+    of: int
+    key_id: str | None
+    supersedes: tuple[int, ...] = ()  # older mirrors of ``of``: retired now, latest moved past them
+
+    def describe(self) -> str:
+        copies = ", ".join(str(v) for v in self.versions)
+        key = f" (key {self.key_id})" if self.key_id else ""
+        older = ", ".join(str(v) for v in self.supersedes)
+        retired = f"; older mirror(s) {older} retired" if older else ""
+        return f"note version(s) {copies} as mirror(s) of current version {self.of}{key}{retired}"
+
+
+@dataclass(frozen=True)
+class DisableRejected:
+    version: int
+
+    def describe(self) -> str:
+        return f"disable pending version {self.version} (it failed its test)"
 
 
 @dataclass(frozen=True)
@@ -230,6 +297,9 @@ Step = (
     | MarkPending
     | Test
     | Finish
+    | AddMirror
+    | RecordMirror
+    | DisableRejected
     | DisableVersion
     | DisableKey
     | DeleteKey
@@ -288,12 +358,15 @@ class _Planner:
         self.sa_key = target.kind is Kind.SA_KEY
         self.key_ids = {**snap.resolved_key_ids, **state.key_ids} if self.sa_key else {}
         self.keys = {k.key_id: k for k in snap.keys}
+        # what ``latest`` names: the highest-numbered version, whatever its state
+        self.newest = max(self.versions, default=None)
         self.due: list[str] = []
         self.notes: list[str] = []
 
     def plan(self) -> Plan:
         retire = self._retirement()
         rotation = self._rotation()
+        self._latest_note()
         if rotation.busy or rotation.error:
             return replace(rotation, due=tuple(self.due), notes=tuple(self.notes))
         self._key_notes(refused=rotation.refusal is not None)
@@ -339,24 +412,82 @@ class _Planner:
         enabled = version is not None and version.state is VersionState.ENABLED
         if record.rejected is not None or not enabled:
             # abandon: it failed its test (recorded first, so a concurrent finish loses the etag
-            # race) or someone disabled it; latest returns to current as soon as it is disabled
+            # race) or someone disabled it
             why = "failed its test" if record.rejected is not None else "is not enabled"
             self.due.append(f"pending version {number} {why}: abandon rotation {record.id}")
-            key_id = self.key_ids.get(number)
-            if enabled:
-                return Plan(steps=(DisableVersion(number, why="it failed its test"),))
-            if key_id in self.keys:
-                return Plan(steps=(DeleteKey(key_id, number),))
-            return Plan(steps=(ReleasePending(number),))
+            return Plan(steps=(self._abandon(number, enabled=enabled),))
         self.due.append(f"rotation {record.id} is in progress (pending version {number})")
         if record.tested is not None:
             old = self.versions.get(self.current) if self.current is not None else None
             keep = old is not None and old.number != number and old.state is not VersionState.DESTROYED
-            return Plan(steps=(Finish(number, old.number if keep and old else None),))
+            mirrors = (
+                tuple(m for m in self.state.copies_of(self.current) if m not in self.state.retired)
+                if self.current is not None and self.current != number
+                else ()
+            )
+            return Plan(steps=(Finish(number, old.number if keep and old else None, mirrors),))
         return Plan(steps=(Test(number, self.key_ids.get(number)),))
 
+    def _abandon(self, number: int, *, enabled: bool) -> Step:
+        """The next abandon step; ``latest`` names a valid copy of ``current`` before the rejected
+        version is disabled (see the module docstring)."""
+        current = self.versions.get(self.current) if self.current is not None else None
+        source = current if current is not None and current.state is VersionState.ENABLED else None
+        fresh = self._fresh_mirrors(number)
+        if fresh and self.current is not None:
+            keep = max(fresh)
+            older = [*self.state.copies_of(self.current), *fresh]
+            supersedes = tuple(m for m in older if m != keep and m not in self.state.retired)
+            return RecordMirror(tuple(fresh), self.current, self.key_ids.get(self.current), supersedes)
+        newest = self.versions[self.newest] if self.newest is not None else None
+        latest_at_risk = newest is None or newest.number == number or newest.state is not VersionState.ENABLED
+        if source is not None and latest_at_risk:
+            return AddMirror(source.number)
+        if enabled:
+            if latest_at_risk:
+                self.notes.append(
+                    f"there is no enabled {CURRENT} to copy: latest names the rejected version {number} "
+                    "until a new version is added"
+                )
+            return DisableRejected(number)
+        key_id = self.key_ids.get(number)
+        if key_id is not None and key_id in self.keys and not self._held_elsewhere(key_id, number):
+            return DeleteKey(key_id, number)
+        # a key this rotation created that no version maps (the rejected payload was not a key file
+        # and the process that knew the id from IAM was killed): found while the record still says
+        # when the rotation began, gone with it otherwise
+        orphans = self._orphans()
+        if orphans:
+            return RemoveOrphan(orphans[0])
+        return ReleasePending(number)
+
+    def _fresh_mirrors(self, pending: int) -> list[int]:
+        """Enabled versions above the pending one that nothing claims: while the rotation record
+        holds the rotation, only its abandon adds versions, so they are copies of ``current``."""
+        if self.current is None:
+            return []
+        claimed = set(self.aliases.values()) | set(self.state.retired) | set(self.state.mirrors)
+        source_key = self.key_ids.get(self.current)
+        return sorted(
+            n
+            for n, v in self.versions.items()
+            if n > pending
+            and v.state is VersionState.ENABLED
+            and n not in claimed
+            # a payload already read that holds another key is not a copy (not ours: left alone)
+            and (not self.sa_key or self.key_ids.get(n) in (None, source_key))
+        )
+
+    def _held_elsewhere(self, key_id: str, number: int) -> bool:
+        """Whether a version other than ``number`` that is not retired holds ``key_id``."""
+        active = (self.current, self.pending)
+        return any(
+            k == key_id and n != number and (n not in self.state.retired or n in active)
+            for n, k in self.key_ids.items()
+        )
+
     def _recorded(self, record: Record) -> Plan:
-        claimed = set(self.aliases.values()) | set(self.state.retired)
+        claimed = set(self.aliases.values()) | set(self.state.retired) | set(self.state.mirrors)
         added = [
             n
             for n, v in self.versions.items()
@@ -500,37 +631,74 @@ class _Planner:
                 f"and use key slots: {', '.join(unmanaged)}"
             )
 
+    def _latest_note(self) -> None:
+        newest = self.versions.get(self.newest) if self.newest is not None else None
+        if newest is not None and newest.state is not VersionState.ENABLED:
+            self.notes.append(
+                f"latest names version {newest.number}, which is {newest.state}: reading latest fails "
+                f"(FAILED_PRECONDITION) until a new version is added; consumers should read {CURRENT}"
+            )
+
     # -- retirement -----------------------------------------------------------------------------
 
     def _retirement(self) -> list[Step]:
+        """Grace 1 and 2 for retired versions and their keys. A key shared by several versions (a
+        mirror and its original) is retired with the last of them: it is disabled or deleted only
+        once no version that is not retired holds it, counting from when the last holder retired,
+        and it is handled once, at its lowest retired holder. The newest version is never disabled
+        or destroyed (``latest`` names it)."""
         steps: list[Step] = []
-        for number, retired_at in sorted(self.state.retired.items()):
-            if number in (self.current, self.pending):
-                continue
+        active = (self.current, self.pending)
+        retired = {n: at for n, at in self.state.retired.items() if n not in active}
+        holders: dict[str, list[int]] = {}
+        for n in sorted(retired):
+            if (held := self.key_ids.get(n)) is not None:
+                holders.setdefault(held, []).append(n)
+        for number, retired_at in sorted(retired.items()):
             version = self.versions.get(number)
+            alive = version is not None and version.state is not VersionState.DESTROYED
+            enabled = version is not None and version.state is VersionState.ENABLED
+            newest = number == self.newest
             key_id = self.key_ids.get(number)
             key = self.keys.get(key_id) if key_id else None
+            key_first: list[Step] = []
+            key_last: list[Step] = []
+            if (
+                key is not None
+                and key_id is not None
+                and holders[key_id][0] == number
+                and not self._held_elsewhere(key_id, number)
+            ):
+                since = max(retired[n] for n in holders[key_id])
+                if self.now >= since + self.target.delete_after:
+                    key_first.append(DeleteKey(key_id, number))
+                elif self.now >= since + self.target.disable_after and not key.disabled:
+                    key_last.append(DisableKey(key_id, number))
             if self.now >= retired_at + self.target.delete_after:
-                if key is not None and key_id is not None:
-                    steps.append(DeleteKey(key_id, number))
-                if version is not None and version.state is not VersionState.DESTROYED:
-                    steps.append(DestroyVersion(number))
-                if key is None and (version is None or version.state is VersionState.DESTROYED):
+                destroy = [DestroyVersion(number)] if alive and not newest else []
+                steps += [*key_first, *destroy, *key_last]
+                # forgotten once its key is gone, or lives on in a version that is not retired
+                key_done = key is None or (key_id is not None and self._held_elsewhere(key_id, number))
+                if not alive and key_done:
                     steps.append(Forget(number))
-                else:
+                elif key_first or destroy or key_last:
                     self.due.append(
                         f"version {number}: grace 2 ({format_duration(self.target.delete_after)}) "
                         f"over since {format_time(retired_at + self.target.delete_after)}"
                     )
             elif self.now >= retired_at + self.target.disable_after:
-                enabled = version is not None and version.state is VersionState.ENABLED
-                if enabled:
-                    steps.append(DisableVersion(number))
-                if key is not None and key_id is not None and not key.disabled:
-                    steps.append(DisableKey(key_id, number))
-                if enabled or (key is not None and not key.disabled):
+                disable = [DisableVersion(number)] if enabled and not newest else []
+                steps += [*key_first, *disable, *key_last]
+                if key_first or disable or key_last:
                     self.due.append(
                         f"version {number}: grace 1 ({format_duration(self.target.disable_after)}) "
                         f"over since {format_time(retired_at + self.target.disable_after)}"
                     )
+            else:
+                steps += [*key_first, *key_last]
+            if newest and alive and self.now >= retired_at + self.target.disable_after:
+                self.notes.append(
+                    f"retired version {number} is the newest version, which latest names: it is left "
+                    "as it is until a newer version is added"
+                )
         return steps

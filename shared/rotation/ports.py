@@ -94,7 +94,10 @@ class SecretStore(Protocol):
         ...
 
     def access_secret_version(self, name: str, version: str) -> AccessedVersion:
-        """AccessSecretVersion of a number, an alias or ``latest`` (newest ENABLED version)."""
+        """AccessSecretVersion of a number, an alias or ``latest``. ``latest`` is the
+        highest-numbered version whatever its state (Google: "the most recently created
+        SecretVersion"); like any version that is DISABLED or DESTROYED, reading it then raises
+        PermanentError(reason="FAILED_PRECONDITION"): it never falls back to an older version."""
         ...
 
     def update_secret(

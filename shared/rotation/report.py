@@ -27,7 +27,9 @@ class VersionRow:
     number: int
     state: str
     age_days: float
-    roles: tuple[str, ...] = ()  # current, pending, previous, latest, retired, unmanaged
+    # current, pending, previous, latest (the highest number, whatever its state), mirror (a copy
+    # of current that keeps latest readable after a rejected rotation), retired, unmanaged
+    roles: tuple[str, ...] = ()
     retired_at: datetime | None = None
 
 

@@ -13,8 +13,15 @@ UpdateSecret guarded by the secret's etag:
     version passed its test) or ``rejected`` (when it failed it: the rotation is being abandoned).
 ``gatehouse-state-keys``      version number -> IAM key id, for ``sa-key`` secrets. Disabled
     versions cannot be read, so the mapping is written when a version is adopted or marked pending.
-``gatehouse-state-retired``   version number -> when it stopped being ``current``: grace 1 and 2
-    count from there.
+``gatehouse-state-retired``   version number -> when it stopped being ``current`` (or, for a
+    mirror, ``latest``): grace 1 and 2 count from there.
+``gatehouse-state-mirrors``   version number -> the version it is a byte-for-byte copy of. Secret
+    Manager's ``latest`` is the highest-numbered version whatever its state, and reading it fails
+    (FAILED_PRECONDITION) when that version is DISABLED or DESTROYED; so before a rejected pending
+    version is disabled, a copy of ``current`` is added above it (``shared.rotation.plan``). The
+    copy holds the same credential (for ``sa-key`` the same IAM key id in ``keys``): it is retired
+    together with the version it copies, and a key is disabled or deleted only once every version
+    holding it is retired.
 ``gatehouse-state-current-since``  when ``current`` last moved (consumers updated before it may
     still hold the old value in an environment variable).
 
@@ -35,7 +42,8 @@ RECORD = f"{STATE_PREFIX}rotation"
 KEYS = f"{STATE_PREFIX}keys"
 RETIRED = f"{STATE_PREFIX}retired"
 CURRENT_SINCE = f"{STATE_PREFIX}current-since"
-_KNOWN = (RECORD, KEYS, RETIRED, CURRENT_SINCE)
+MIRRORS = f"{STATE_PREFIX}mirrors"
+_KNOWN = (RECORD, KEYS, RETIRED, CURRENT_SINCE, MIRRORS)
 
 _V = TypeVar("_V")
 
@@ -100,6 +108,11 @@ class RotationState:
     key_ids: Mapping[int, str] = field(default_factory=dict)
     retired: Mapping[int, datetime] = field(default_factory=dict)
     current_since: datetime | None = None
+    mirrors: Mapping[int, int] = field(default_factory=dict)  # copy -> the version it copies
+
+    def copies_of(self, number: int) -> list[int]:
+        """The mirrors of version ``number`` (copies of its material), oldest first."""
+        return sorted(m for m, original in self.mirrors.items() if original == number)
 
 
 def _decode_map(text: str, value: Callable[[str], _V]) -> dict[int, _V]:
@@ -125,12 +138,16 @@ def read_state(annotations: Mapping[str, str]) -> RotationState:
         retired = _decode_map(annotations.get(RETIRED, ""), parse_time)
         key = CURRENT_SINCE
         since = parse_time(annotations[CURRENT_SINCE]) if annotations.get(CURRENT_SINCE) else None
+        key = MIRRORS
+        mirrors = _decode_map(annotations.get(MIRRORS, ""), int)
     except ValueError as exc:
         raise TargetError(
             f"state annotation {key} is malformed ({exc}); it is written by gatehouse: restore it or "
             "remove it and let the next run adopt the secret again"
         ) from None
-    return RotationState(record=record, key_ids=key_ids, retired=retired, current_since=since)
+    return RotationState(
+        record=record, key_ids=key_ids, retired=retired, current_since=since, mirrors=mirrors
+    )
 
 
 def write_state(annotations: Mapping[str, str], state: RotationState) -> dict[str, str]:
@@ -141,6 +158,7 @@ def write_state(annotations: Mapping[str, str], state: RotationState) -> dict[st
         KEYS: _encode_map(state.key_ids),
         RETIRED: _encode_map({n: format_time(t) for n, t in state.retired.items()}),
         CURRENT_SINCE: format_time(state.current_since) if state.current_since else "",
+        MIRRORS: _encode_map({n: str(o) for n, o in state.mirrors.items()}),
     }
     out.update({k: v for k, v in values.items() if v})
     return out

@@ -25,8 +25,7 @@ Choices where the public documentation is silent (the lead asked for them to be 
 - ``latest`` is the most recently created version, whatever its state, as the API reference says
   ("an alias to the most recently created SecretVersion") and as users report (accessing
   ``latest`` when the newest version is DISABLED answers FAILED_PRECONDITION naming that version;
-  google-github-actions/get-secretmanager-secrets#268, external-secrets#4042). Pass
-  ``latest_skips_disabled=True`` for the older model of tests/rotation_fakes.py (newest ENABLED);
+  google-github-actions/get-secretmanager-secrets#268, external-secrets#4042);
 - adding a version does not change the secret's etag; enable/disable change a version's etag only
   when its state changes (and are otherwise no-ops).
 
@@ -178,13 +177,11 @@ class SecretManager(StandIn):
         *,
         clock: Callable[[], datetime] | None = None,
         project_numbers: dict[str, str] | None = None,
-        latest_skips_disabled: bool = False,
         state_file: str | None = None,
         check_fields: bool = False,
     ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self.project_numbers = dict(project_numbers or {})
-        self.latest_skips_disabled = latest_skips_disabled
         self._events: queue.Queue[tuple[str, bytes, dict[str, str]] | None] = queue.Queue()
         self._publisher_thread: threading.Thread | None = None
         self.publish_errors: list[str] = []
@@ -235,12 +232,7 @@ class SecretManager(StandIn):
         versions = entry["versions"]
         number: int | None
         if ref == "latest":
-            candidates = [
-                int(n)
-                for n, v in versions.items()
-                if not self.latest_skips_disabled or v["version"]["state"] == "ENABLED"
-            ]
-            number = max(candidates, default=None)
+            number = max((int(n) for n in versions), default=None)
         elif ref.isdigit():
             number = int(ref)
         else:
@@ -755,11 +747,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--project-number-map", action="append", default=[], help="PROJECT=NUMBER (repeat or comma-separate)"
     )
-    parser.add_argument(
-        "--latest-skips-disabled",
-        action="store_true",
-        help="resolve `latest` to the newest ENABLED version (NOT what Google does)",
-    )
     args = parser.parse_args(argv)
     numbers = {}
     for item in ",".join(args.project_number_map).split(","):
@@ -768,7 +755,6 @@ def main(argv: list[str] | None = None) -> None:
             numbers[project.strip()] = number.strip()
     standin = SecretManager(
         project_numbers=numbers,
-        latest_skips_disabled=args.latest_skips_disabled,
         state_file=args.state_file,
         check_fields=args.check_fields,
     )
