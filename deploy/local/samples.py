@@ -92,18 +92,17 @@ def seed_rotation_targets(state: dict[str, Any], targets: list[dict[str, Any]] |
             annotations["gatehouse-service-account"] = (
                 f"{target['account']}@{project}.iam.gserviceaccount.com"
             )
-        secret = client.create_secret(
-            parent=f"projects/{project}",
-            secret_id=target["secret"],
-            secret={
-                "replication": {"automatic": {}},
-                "labels": {"gatehouse-rotate": target["kind"]},
-                "annotations": annotations,
-                # SECRET_ROTATE notifications reach on_command through the commands topic
-                "topics": [{"name": state["topics"]["commands"]}],
-            },
+        secret = {
+            "replication": {"automatic": {}},
+            "labels": {"gatehouse-rotate": target["kind"]},
+            "annotations": annotations,
+            # SECRET_ROTATE notifications reach on_command through the commands topic
+            "topics": [{"name": state["topics"]["commands"]}],
+        }
+        created = client.create_secret(
+            request={"parent": f"projects/{project}", "secret_id": target["secret"], "secret": secret}
         )
-        names.append(secret.name)
+        names.append(created.name)
     return names
 
 

@@ -340,9 +340,13 @@ def _seed(state: dict[str, Any]) -> None:
     )
     secret_id = TRACKER_TOKEN_SECRET.rsplit("/", 1)[-1]
     secret = client.create_secret(
-        parent=f"projects/{PROJECT}", secret_id=secret_id, secret={"replication": {"automatic": {}}}
+        request={
+            "parent": f"projects/{PROJECT}",
+            "secret_id": secret_id,
+            "secret": {"replication": {"automatic": {}}},
+        }
     )
-    client.add_secret_version(parent=secret.name, payload={"data": b"local-tracker-token"})
+    client.add_secret_version(request={"parent": secret.name, "payload": {"data": b"local-tracker-token"}})
     import requests
 
     for account in (PROXY_SERVICE_ACCOUNT, ROTATION_IDENTITY):
