@@ -590,7 +590,11 @@ def test_key_admin_only_on_the_rotated_service_accounts() -> None:
         for who, role, scope, _ in _grants("service_account_roles")
         if role == "roles/iam.serviceAccountKeyAdmin"
     ]
-    assert key_admin == [("rotate", "rotated-service-accounts")]
+    # the rotation job, and on_command for the one-secret inline rotation; never project-wide
+    assert sorted(key_admin) == [
+        ("on-command", "rotated-service-accounts"),
+        ("rotate", "rotated-service-accounts"),
+    ]
     rotated = config().resource("google_service_account_iam_member", "rotated_keys")
     assert "rotated_service_accounts" in config().text["iam.tf"]
     assert "each.value.email" in str(rotated["service_account_id"])

@@ -96,6 +96,8 @@ resource "google_cloud_run_v2_service" "function" {
           GATEHOUSE_RECONCILE_JOB           = google_cloud_run_v2_job.job["reconcile"].id
           GATEHOUSE_ROTATE_JOB              = google_cloud_run_v2_job.job["rotate-credentials"].id
           GATEHOUSE_TICKETS_JOB             = google_cloud_run_v2_job.job["latency-tickets"].id
+          # on_command rotates one secret inline; its own identity is never rotated by itself
+          GATEHOUSE_ROTATION_JOB_IDENTITY = google_service_account.this[each.value.service_account].email
           # functions-framework runs gunicorn: one process (one rate limiter) with as many
           # threads as Cloud Run sends concurrent requests.
           WORKERS = "1"

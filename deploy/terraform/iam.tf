@@ -48,6 +48,12 @@ locals {
       { role = "roles/iam.serviceAccountUser", scope = "service-account:apigee-proxy", reason = "deploy proxies that run as the proxy identity (iam.serviceAccounts.actAs)" },
       { role = "roles/datastore.user", scope = "project", reason = "leases and outcomes in Firestore" },
       { role = "roles/run.jobsExecutorWithOverrides", scope = "job:reconcile", reason = "start the reconcile job with GATEHOUSE_RECONCILE_MODE for reconcile all (run.jobs.runWithOverrides)" },
+      { role = "roles/run.jobsExecutorWithOverrides", scope = "job:rotate-credentials", reason = "start the rotation job with GATEHOUSE_ROTATION_MODE for rotate all (run.jobs.runWithOverrides)" },
+      { role = "roles/run.jobsExecutorWithOverrides", scope = "job:latency-tickets", reason = "start the tickets job with GATEHOUSE_TICKETS_MODE for the tickets command (run.jobs.runWithOverrides)" },
+      { role = "custom:secretRotator", scope = "rotation-projects", reason = "rotate one secret inline: a rotate command or a SECRET_ROTATE notification" },
+      { role = "roles/iam.serviceAccountKeyAdmin", scope = "rotated-service-accounts", reason = "rotate one service-account key inline, only on the accounts gatehouse rotates" },
+      { role = "custom:consumerReader", scope = "fleet-projects", reason = "report the consumers of the secret it rotates inline" },
+      { role = "roles/orgpolicy.policyViewer", scope = "rotation-projects", reason = "preflight of an inline rotation: key-creation and key-expiry policies" },
     ]
     "reconcile" = [
       { role = "custom:runRegistrar", scope = "fleet-projects", reason = "list every service per region and manage the proxy identity's run.invoker bindings" },
@@ -100,6 +106,9 @@ locals {
     ]
     "apigee" = [
       { role = "roles/iam.serviceAccountTokenCreator", scope = "service-account:apigee-proxy", reason = "mint Google ID tokens as the proxy identity for GoogleIDToken targets" },
+    ]
+    "secretmanager" = [
+      { role = "roles/pubsub.publisher", scope = "topic:commands", reason = "deliver SECRET_ROTATE notifications of secrets that list the commands topic to on_command" },
     ]
   }
 
@@ -171,6 +180,7 @@ locals {
       "agent:log-sink-writer"         = local.sink_writer_identity
       "agent:monitoring-notification" = "serviceAccount:service-${data.google_project.apigee.number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
       "agent:apigee"                  = "serviceAccount:service-${data.google_project.apigee.number}@gcp-sa-apigee.iam.gserviceaccount.com"
+      "agent:secretmanager"           = "serviceAccount:service-${data.google_project.named[var.project_id].number}@gcp-sa-secretmanager.iam.gserviceaccount.com"
     },
   )
 
@@ -249,8 +259,9 @@ resource "terraform_data" "iam_guard" {
       error_message = "iam.tf: a custom role is granted outside the scope it is defined in."
     }
     precondition {
-      condition     = !contains(var.rotated_service_accounts, "${var.name_prefix}-rotate@${var.project_id}.iam.gserviceaccount.com")
-      error_message = "The rotation job's own identity must not be in rotated_service_accounts."
+      condition = !anytrue([for sa in ["rotate", "on-command"] :
+      contains(var.rotated_service_accounts, "${var.name_prefix}-${sa}@${var.project_id}.iam.gserviceaccount.com")])
+      error_message = "The identities that rotate (rotate, on-command) must not be in rotated_service_accounts."
     }
   }
 }

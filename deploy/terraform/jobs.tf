@@ -24,8 +24,6 @@ locals {
       timeout         = "1800s"
       max_retries     = 1
       env = {
-        GATEHOUSE_ROTATION_PROJECTS     = join(",", local.rotation_projects)
-        GATEHOUSE_ROTATION_PERIOD       = var.rotation_period
         GATEHOUSE_ROTATION_JOB_IDENTITY = google_service_account.this["rotate"].email # never rotated by itself
       }
     }

@@ -23,6 +23,13 @@ data "google_project" "apigee" {
   project_id = local.apigee_project_id
 }
 
+# Secret Manager names secrets by project number, Cloud Run templates usually by id: the rotation
+# consumer report needs both (GATEHOUSE_PROJECT_NUMBERS).
+data "google_project" "named" {
+  for_each   = toset(distinct(concat(local.fleet_projects, local.rotation_projects, [var.project_id])))
+  project_id = each.key
+}
+
 locals {
   apigee_project_id = coalesce(var.apigee_project_id, var.apigee_organization)
   fleet_projects    = distinct(length(var.fleet_projects) > 0 ? var.fleet_projects : [var.project_id])
@@ -46,6 +53,9 @@ locals {
     GATEHOUSE_FIRESTORE_PROJECT     = var.project_id
     GATEHOUSE_FIRESTORE_DATABASE    = var.firestore_database
     GATEHOUSE_COMMANDS_TOPIC        = google_pubsub_topic.commands.name
+    GATEHOUSE_PROJECT_NUMBERS       = join(",", [for p, d in data.google_project.named : "${p}=${d.number}"])
+    GATEHOUSE_ROTATION_PROJECTS     = join(",", local.rotation_projects)
+    GATEHOUSE_ROTATION_PERIOD       = var.rotation_period
   }
 }
 
