@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TF_DIR = ROOT / "deploy" / "terraform"
 EXAMPLE_TFVARS = TF_DIR / "examples" / "gatehouse.tfvars"
 README = ROOT / "README.md"
-DEPLOY_README = ROOT / "deploy" / "README-deploy.md"
 
 CONCERN_FILES = {
     "main.tf",
@@ -654,12 +653,7 @@ def test_apigee_proxy_identity_is_wired_for_registration() -> None:
 
 
 def _readme_with_tables() -> Path:
-    """README.md once the lead has merged the section, deploy/README-deploy.md until then."""
-    if README.exists() and "<!-- gatehouse:service-account-table:begin -->" in README.read_text(
-        encoding="utf-8"
-    ):
-        return README
-    return DEPLOY_README
+    return README
 
 
 def _table(marker: str) -> list[list[str]]:

@@ -1,7 +1,7 @@
 # The tracker token (GitHub token or Jira API token) for the latency-tickets job.
 #
 # Terraform creates the secret and its IAM only, never a version: a value written here would sit in
-# plain text in the Terraform state. A human adds the value once (deploy/README-deploy.md):
+# plain text in the Terraform state. A human adds the value once (README.md, "Deploy to Google Cloud"):
 #
 #   printf '%s' "$TOKEN" | gcloud secrets versions add gatehouse-tracker-token --data-file=- --project=PROJECT
 #

@@ -17,5 +17,5 @@ terraform {
 
   # State: local by default so the module works out of the box. CI (cloudbuild.yaml) writes a
   # backend_override.tf with `backend "gcs" {}` and passes the bucket to `terraform init`; do the
-  # same for any shared installation (see deploy/README-deploy.md).
+  # same for any shared installation (see README.md, "Deploy to Google Cloud").
 }
