@@ -1,7 +1,8 @@
 """The calls rotation makes to the outside world, as ``typing.Protocol``s, close to the real APIs.
 
 Adapters implement them against Secret Manager v1 (``google-cloud-secret-manager``), IAM v1
-(``google-cloud-iam``, ``iam_admin_v1.IAMClient``), the Org Policy API v2 and Cloud Run Admin v2;
+(REST through google-auth: ``google-cloud-iam`` has no REST transport), the Org Policy API v2 and
+Cloud Run Admin v2;
 tests use the in-memory fakes in ``tests/rotation_fakes.py``, which model the same semantics.
 This module is pure (dataclasses and Protocols only) so the planner can import its types.
 

@@ -1,0 +1,87 @@
+"""Import cost of each runtime dependency, against a bare interpreter measured in the same run.
+
+Each figure is the median wall time of ``python -c "import <module>"`` in a fresh interpreter
+(5 runs, warm page cache), minus nothing: the baseline ``python -c "pass"`` is printed next to it, so
+the reader sees both what the interpreter costs and what a dependency adds. Shared sub-dependencies
+(protobuf, grpc, google.api_core) are paid once per process, so the figures do not add up; the last
+rows measure what each entry point imports before it can serve its first request.
+
+Run: ``python -m bench.imports`` (prints JSON, writes bench/results/imports.json).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODULES = {
+    "functions-framework": "functions_framework",
+    "google-auth (+requests transport)": "google.auth.transport.requests",
+    "requests": "requests",
+    "google-cloud-pubsub": "google.cloud.pubsub_v1",
+    "google-cloud-firestore": "google.cloud.firestore",
+    "google-cloud-secret-manager": "google.cloud.secretmanager",
+    "google-cloud-run": "google.cloud.run_v2",
+    "pydantic": "pydantic",
+    "pydantic-settings": "pydantic_settings",
+    "PyYAML": "yaml",
+    "click": "click",
+    "rich": "rich.console",
+    "tenacity": "tenacity",
+    # not dependencies: measured to justify leaving them out
+    "(not used) google-cloud-logging": "google.cloud.logging",
+}
+ENTRY_POINTS = {
+    "functions/main.py (what a function imports before it listens)": "import functions.main",
+    "first registration event (adapters and use case)": (
+        "import functions.main, shared.runtime, shared.registration.service, shared.adapters.cloudrun, "
+        "shared.adapters.firestore, shared.adapters.apigee"
+    ),
+    "gatehouse CLI (--help path)": "import shared.cli",
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _time(code: str, runs: int = 5) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, timeout=120)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1000
+
+
+def run() -> dict[str, object]:
+    baseline = _time("pass")
+    figures = []
+    for label, module in {**MODULES, **{k: None for k in ENTRY_POINTS}}.items():
+        code = ENTRY_POINTS.get(label) or f"import {module}"
+        if module is not None and label in MODULES:
+            try:
+                subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
+            except subprocess.CalledProcessError:
+                figures.append({"import": label, "module": module, "ms": None, "note": "not installed"})
+                continue
+        total = _time(code)
+        figures.append(
+            {
+                "import": label,
+                "module": module or code,
+                "ms": round(total, 1),
+                "added_ms": round(total - baseline, 1),
+            }
+        )
+        print(f"{label:70s} {total:7.1f} ms (+{total - baseline:6.1f})", file=sys.stderr)
+    return {"baseline": {"figure": "python -c pass", "ms": round(baseline, 1)}, "figures": figures}
+
+
+if __name__ == "__main__":
+    result = run()
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "imports.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
