@@ -144,6 +144,18 @@ def test_github_find_by_label_pages_and_skips_pull_requests(stand: Handle) -> No
     assert tracker.find_by_label("gatehouse-fp-none") == []
 
 
+def test_github_list_tickets_shows_title_state_and_comments(stand: Handle) -> None:
+    tracker = gh(stand)
+    ref = tracker.create_issue("orders is slow", "b", ["gatehouse", "gatehouse-fp-a"])
+    tracker.comment(ref.id, "re-fired")
+    closed = tracker.create_issue("catalog is slow", "b", ["gatehouse"])
+    patch(stand, closed.id, state="closed", state_reason="not_planned")
+    listed = {t.id: t for t in tracker.list_tickets("gatehouse")}
+    assert listed[ref.id].title == "orders is slow" and listed[ref.id].state == "open"
+    assert listed[ref.id].comments == 1 and "gatehouse-fp-a" in listed[ref.id].labels
+    assert listed[closed.id].state == "closed" and listed[closed.id].closed_reason == "not_planned"
+
+
 @pytest.mark.parametrize(
     ("reason", "expected"),
     [("not_planned", "not_planned"), ("completed", "completed"), ("duplicate", "not_planned")],
@@ -337,13 +349,27 @@ class JiraFake:
         matching = [i for i in self.issues.values() if wanted in i.fields["labels"]]
         start = int(body.get("nextPageToken") or 0)
         page = matching[start : start + body["maxResults"]]
-        out: dict[str, Any] = {"issues": [{"id": "1", "key": i.key} for i in page]}
+        out: dict[str, Any] = {
+            "issues": [{"id": "1", "key": i.key, "fields": self.fields(i, body)} for i in page]
+        }
         if start + len(page) < len(matching):
             out["nextPageToken"] = str(start + len(page))
             out["isLast"] = False
         else:
             out["isLast"] = True
         return self.json(out)
+
+    @staticmethod
+    def fields(issue: JiraIssue, body: dict[str, Any]) -> dict[str, Any]:
+        """The requested fields of a search hit, as Jira returns them."""
+        every = {
+            "summary": issue.fields.get("summary", ""),
+            "labels": issue.fields["labels"],
+            "status": {"name": issue.status, "statusCategory": {"key": issue.category}},
+            "resolution": {"name": issue.resolution} if issue.resolution else None,
+            "comment": {"total": len(issue.comments), "comments": []},
+        }
+        return {k: v for k, v in every.items() if k in body.get("fields", [])}
 
     @staticmethod
     def json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -446,6 +472,21 @@ def test_jira_find_by_label_pages(jira: tuple[JiraFake, str]) -> None:
     assert sum(1 for method, path, _ in fake.requests if path == "/rest/api/3/search/jql") == 2
     assert [r.id for r in tracker.find_by_label("won't fix")] == []  # spaces become underscores
     assert jira_label("won't fix") == "won't_fix"
+
+
+def test_jira_list_tickets_newest_first_with_state(jira: tuple[JiraFake, str]) -> None:
+    fake, url = jira
+    tracker = jt(url, Sleeps())
+    first = tracker.create_issue("slow orders", "b", ["gatehouse"])
+    second = tracker.create_issue("slow catalog", "b", ["gatehouse"])
+    tracker.comment(second.id, "re-fired")
+    fake.issues[first.id].category, fake.issues[first.id].resolution = "done", "Won't Do"
+    listed = {t.id: t for t in tracker.list_tickets("gatehouse")}
+    assert listed[first.id].state == "closed" and listed[first.id].closed_reason == "Won't Do"
+    assert listed[second.id].state == "open" and listed[second.id].comments == 1
+    assert listed[second.id].title == "slow catalog"
+    search = next(b for m, p, b in fake.requests if p == "/rest/api/3/search/jql")
+    assert "ORDER BY created DESC" in search["jql"]
 
 
 def test_jira_429_is_retried_and_errors_are_mapped(jira: tuple[JiraFake, str], logs: Captured) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploy.local.samples import scenario as scenario_minutes  # noqa: F401 - re-exported: one definition
 from shared.errors import NotFoundError, TransientError
 from shared.tickets.ports import PulledMessage, Record, StaleWriteError, TicketRef, TicketState
 
@@ -345,28 +346,6 @@ def stats_response(
         "environments": [{"name": environment, "dimensions": [{"name": proxy, "metrics": metrics}]}],
         "metaData": {"errors": [], "notices": ["Source:Big Query"]},
     }
-
-
-def scenario_minutes(kind: str, *, baseline: int = 60, incident: int = 20) -> list[dict[str, float]]:
-    """Per-minute numbers for a baseline then an incident of the given kind."""
-    calm = {
-        "requests": 600.0,
-        "errors": 3.0,
-        "total": 250.0,
-        "target": 200.0,
-        "request": 20.0,
-        "response": 10.0,
-    }
-    slow = dict(calm)
-    if kind == "target":
-        slow.update(total=2450.0, target=2400.0)
-    elif kind == "proxy":
-        slow.update(total=1900.0, target=210.0, request=1500.0)
-    elif kind == "traffic":
-        slow.update(requests=3000.0, total=1200.0, target=1000.0)
-    elif kind != "calm":
-        raise ValueError(kind)
-    return [calm] * baseline + [slow] * incident
 
 
 def bundle_zip(files: Mapping[str, str], *, root: str = "apiproxy") -> bytes:

@@ -11,41 +11,17 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import requests
-from google.api_core import exceptions as gexc
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.credentials import Credentials
 from google.cloud import run_v2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf.json_format import MessageToDict
 
+from shared.adapters.gapic import call, map_google_error, rest_client
 from shared.adapters.http import retrying
-from shared.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from shared.errors import ConflictError, NotFoundError, TransientError
 
 T = TypeVar("T")
 INVOKER_ROLE = "roles/run.invoker"
-_TRANSIENT = (
-    gexc.TooManyRequests,
-    gexc.InternalServerError,
-    gexc.BadGateway,
-    gexc.ServiceUnavailable,
-    gexc.GatewayTimeout,
-    gexc.DeadlineExceeded,
-    gexc.RetryError,
-)
-
-
-def map_google_error(exc: Exception, what: str) -> Exception:
-    """google.api_core / transport exceptions -> the gatehouse vocabulary."""
-    if isinstance(exc, (*_TRANSIENT, requests.RequestException)):
-        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
-    if isinstance(exc, gexc.NotFound):
-        return NotFoundError(f"{what}: not found", status=404)
-    if isinstance(exc, gexc.Aborted | gexc.Conflict):
-        return ConflictError(f"{what}: {exc}", status=409)
-    if isinstance(exc, gexc.GoogleAPICallError):
-        return PermanentError(f"{what}: {exc}", status=getattr(exc, "code", None))
-    return exc
 
 
 class CloudRunClient:
@@ -62,25 +38,15 @@ class CloudRunClient:
         timeout: float = 30.0,
         page_size: int = 500,
     ) -> None:
-        options = ClientOptions(api_endpoint=endpoint) if endpoint else None
-        if credentials is None and anonymous:
-            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-        self.client = run_v2.ServicesClient(credentials=credentials, transport="rest", client_options=options)
+        self.client = rest_client(
+            run_v2.ServicesClient, endpoint=endpoint, credentials=credentials, anonymous=anonymous
+        )
         self.retry = retrying(retry_attempts, retry_max_wait)
         self.timeout = timeout
         self.page_size = page_size
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        def attempt() -> T:
-            try:
-                return fn()
-            except Exception as exc:
-                mapped = map_google_error(exc, what)
-                if mapped is exc:
-                    raise
-                raise mapped from exc
-
-        return self.retry(attempt)
+        return call(self.retry, what, fn)
 
     @staticmethod
     def service_name(project: str, region: str, name: str) -> str:
@@ -178,10 +144,9 @@ class CloudRunJobs:
         anonymous: bool = False,
         timeout: float = 30.0,
     ) -> None:
-        options = ClientOptions(api_endpoint=endpoint) if endpoint else None
-        if credentials is None and anonymous:
-            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-        self.client = run_v2.JobsClient(credentials=credentials, transport="rest", client_options=options)
+        self.client = rest_client(
+            run_v2.JobsClient, endpoint=endpoint, credentials=credentials, anonymous=anonymous
+        )
         self.timeout = timeout
 
     def run_job(self, job: str, env: dict[str, str]) -> str:

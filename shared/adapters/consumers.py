@@ -29,11 +29,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.credentials import Credentials
 from google.cloud import run_v2
 
-from shared.adapters.cloudrun import map_google_error
+from shared.adapters.gapic import call, rest_client
 from shared.adapters.http import retrying
 from shared.errors import NotFoundError, PermanentError
 from shared.rotation.ports import ConsumerRef
@@ -74,13 +73,12 @@ class CloudRunConsumers:
             raise PermanentError(
                 "CloudRunConsumers needs at least one region (Cloud Run has no '-' wildcard)"
             )
-        options = ClientOptions(api_endpoint=endpoint) if endpoint else None
-        if credentials is None and anonymous:
-            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-        self.services = run_v2.ServicesClient(
-            credentials=credentials, transport="rest", client_options=options
+        self.services = rest_client(
+            run_v2.ServicesClient, endpoint=endpoint, credentials=credentials, anonymous=anonymous
         )
-        self.jobs = run_v2.JobsClient(credentials=credentials, transport="rest", client_options=options)
+        self.jobs = rest_client(
+            run_v2.JobsClient, endpoint=endpoint, credentials=credentials, anonymous=anonymous
+        )
         self.projects = tuple(projects)
         self.regions = tuple(regions)
         self.numbers = dict(project_numbers or {})
@@ -95,16 +93,7 @@ class CloudRunConsumers:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        def attempt() -> T:
-            try:
-                return fn()
-            except Exception as exc:
-                mapped = map_google_error(exc, what)
-                if mapped is exc:
-                    raise
-                raise mapped from exc
-
-        return self.retry(attempt)
+        return call(self.retry, what, fn)
 
     def _result(self, operation: Any) -> Any:
         """Wait for a long-running update (Cloud Run answers once the new revision is ready)."""

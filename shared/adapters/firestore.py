@@ -14,7 +14,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from shared.adapters.cloudrun import map_google_error
+from shared.adapters.gapic import map_google_error
 from shared.ports import Outcome
 
 LEASES = "gatehouse-leases"

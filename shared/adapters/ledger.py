@@ -31,7 +31,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 from proto.datetime_helpers import DatetimeWithNanoseconds
 
-from shared.adapters.cloudrun import map_google_error
+from shared.adapters.gapic import map_google_error
 from shared.errors import TransientError
 from shared.tickets.ports import Record, StaleWriteError
 

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from google.api_core import exceptions as gexc
 from google.cloud.pubsub_v1 import SubscriberClient
 
-from shared.adapters.cloudrun import map_google_error
+from shared.adapters.gapic import map_google_error
 from shared.errors import TransientError
 from shared.tickets.ports import PulledMessage
 

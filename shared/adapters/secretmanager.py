@@ -29,12 +29,12 @@ from typing import Any, TypeVar
 
 import requests
 from google.api_core import exceptions as gexc
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.credentials import Credentials
 from google.cloud import secretmanager
 from google.protobuf import field_mask_pb2
 from tenacity import Retrying
 
+from shared.adapters.gapic import rest_client
 from shared.adapters.http import retrying
 from shared.adapters.iam import quiet_payload_loggers, retry_on_429
 from shared.errors import ConflictError, NotFoundError, PermanentError, TransientError
@@ -141,11 +141,11 @@ class SecretManagerStore:
         timeout: float = 30.0,
         page_size: int = 250,
     ) -> None:
-        options = ClientOptions(api_endpoint=endpoint) if endpoint else None
-        if credentials is None and anonymous:
-            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-        self.client = secretmanager.SecretManagerServiceClient(
-            credentials=credentials, transport="rest", client_options=options
+        self.client = rest_client(
+            secretmanager.SecretManagerServiceClient,
+            endpoint=endpoint,
+            credentials=credentials,
+            anonymous=anonymous,
         )
         quiet_payload_loggers()  # after the client: its set-up may configure these loggers
         self.retry = retrying(retry_attempts, retry_max_wait)

@@ -529,52 +529,46 @@ class JiraTracker:
         )
 
     def find_by_label(self, label: str) -> list[TicketRef]:
-        escaped = jira_label(label).replace("\\", "\\\\").replace('"', '\\"')
-        body: dict[str, Any] = {
-            "jql": f'project = "{self.project_key}" AND labels = "{escaped}" ORDER BY created ASC',
-            "fields": ["labels"],
-            "maxResults": 100,
-        }
-        found: list[TicketRef] = []
-        for _ in range(_MAX_PAGES):
-            doc = self._http.request("POST", "/rest/api/3/search/jql", json_body=body).json()
-            found += [TicketRef(str(i["key"]), self._browse(str(i["key"]))) for i in doc.get("issues") or []]
-            token = doc.get("nextPageToken")
-            if not token or doc.get("isLast") is True:
-                return found
-            body["nextPageToken"] = token
-        raise PermanentError(f"Jira search for label {label}: more than {_MAX_PAGES} pages")
+        return [
+            TicketRef(str(i["key"]), self._browse(str(i["key"])))
+            for i in self._search(label, ["labels"], "ASC")
+        ]
 
     def list_tickets(self, label: str) -> list[TicketSummary]:
         """Issues of the project carrying ``label``, newest first."""
+        found: list[TicketSummary] = []
+        for issue in self._search(label, ["summary", "status", "resolution", "labels", "comment"], "DESC"):
+            fields = issue.get("fields") or {}
+            done = ((fields.get("status") or {}).get("statusCategory") or {}).get("key") == "done"
+            resolution = (fields.get("resolution") or {}).get("name")
+            comments = (fields.get("comment") or {}).get("total")
+            found.append(
+                TicketSummary(
+                    str(issue["key"]),
+                    str(fields.get("summary", "")),
+                    "closed" if done else "open",
+                    str(resolution) if done and resolution else None,
+                    self._browse(str(issue["key"])),
+                    _labels(fields.get("labels")),
+                    comments if isinstance(comments, int) else None,
+                )
+            )
+        return found
+
+    def _search(self, label: str, fields: list[str], order: str) -> Iterator[dict[str, Any]]:
+        """Issues of the project with ``label``, page by page (enhanced JQL search)."""
         escaped = jira_label(label).replace("\\", "\\\\").replace('"', '\\"')
         body: dict[str, Any] = {
-            "jql": f'project = "{self.project_key}" AND labels = "{escaped}" ORDER BY created DESC',
-            "fields": ["summary", "status", "resolution", "labels", "comment"],
+            "jql": f'project = "{self.project_key}" AND labels = "{escaped}" ORDER BY created {order}',
+            "fields": fields,
             "maxResults": 100,
         }
-        found: list[TicketSummary] = []
         for _ in range(_MAX_PAGES):
             doc = self._http.request("POST", "/rest/api/3/search/jql", json_body=body).json()
-            for issue in doc.get("issues") or []:
-                fields = issue.get("fields") or {}
-                done = ((fields.get("status") or {}).get("statusCategory") or {}).get("key") == "done"
-                resolution = (fields.get("resolution") or {}).get("name")
-                comments = (fields.get("comment") or {}).get("total")
-                found.append(
-                    TicketSummary(
-                        str(issue["key"]),
-                        str(fields.get("summary", "")),
-                        "closed" if done else "open",
-                        str(resolution) if done and resolution else None,
-                        self._browse(str(issue["key"])),
-                        _labels(fields.get("labels")),
-                        comments if isinstance(comments, int) else None,
-                    )
-                )
+            yield from (i for i in doc.get("issues") or [] if isinstance(i, dict))
             token = doc.get("nextPageToken")
             if not token or doc.get("isLast") is True:
-                return found
+                return
             body["nextPageToken"] = token
         raise PermanentError(f"Jira search for label {label}: more than {_MAX_PAGES} pages")
 
@@ -781,7 +775,7 @@ def read_secret(name: str, client_factory: Callable[[], Any] | None = None) -> s
 
 
 def _raise_google(exc: Exception, what: str) -> NoReturn:
-    from shared.adapters.cloudrun import map_google_error
+    from shared.adapters.gapic import map_google_error
 
     mapped = map_google_error(exc, what)
     if mapped is exc:

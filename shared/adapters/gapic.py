@@ -1,0 +1,74 @@
+"""What every adapter built on an official Google client library shares: building the client on
+the REST transport (endpoint override and anonymous credentials for the local stack, the production
+code path otherwise), and mapping google.api_core errors onto the gatehouse vocabulary.
+
+Kept apart from the client modules so that an adapter which only needs the error mapping (Firestore,
+Pub/Sub) does not import a heavy client library it never uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import requests
+from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials, Credentials
+from tenacity import Retrying
+
+from shared.errors import ConflictError, NotFoundError, PermanentError, TransientError
+
+T = TypeVar("T")
+_TRANSIENT = (
+    gexc.TooManyRequests,
+    gexc.InternalServerError,
+    gexc.BadGateway,
+    gexc.ServiceUnavailable,
+    gexc.GatewayTimeout,
+    gexc.DeadlineExceeded,
+    gexc.RetryError,
+)
+
+
+def map_google_error(exc: Exception, what: str) -> Exception:
+    """google.api_core / transport exceptions -> the gatehouse vocabulary (others unchanged)."""
+    if isinstance(exc, (*_TRANSIENT, requests.RequestException)):
+        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, gexc.NotFound):
+        return NotFoundError(f"{what}: not found", status=404)
+    if isinstance(exc, gexc.Aborted | gexc.Conflict):
+        return ConflictError(f"{what}: {exc}", status=409)
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return PermanentError(f"{what}: {exc}", status=getattr(exc, "code", None))
+    return exc
+
+
+def rest_client(
+    cls: Callable[..., T], *, endpoint: str | None, credentials: Credentials | None, anonymous: bool
+) -> T:
+    """An official client on the REST transport; ``endpoint`` may be ``http://127.0.0.1:PORT``."""
+    options = ClientOptions(api_endpoint=endpoint) if endpoint else None
+    if credentials is None and anonymous:
+        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    return cls(credentials=credentials, transport="rest", client_options=options)
+
+
+def call(
+    retry: Retrying,
+    what: str,
+    fn: Callable[[], T],
+    mapper: Callable[[Exception, str], Exception] = map_google_error,
+) -> T:
+    """Run ``fn`` under ``retry`` with its errors mapped (transient ones are retried)."""
+
+    def attempt() -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            mapped = mapper(exc, what)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    return retry(attempt)

@@ -1,0 +1,71 @@
+"""`gatehouse local up|down`: the JSON a client needs, the state file, and two stacks side by side."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from deploy.local.processes import alive
+
+pytestmark = pytest.mark.stack
+REQUIRED = {
+    "pubsub_emulator",
+    "firestore_emulator",
+    "cloudrun",
+    "apigee",
+    "iam",
+    "secretmanager",
+    "orgpolicy",
+    "github",
+    "project",
+    "region",
+    "organization",
+    "environment",
+    "topics",
+    "subscriptions",
+    "functions",
+    "jobs",
+}
+
+
+def test_a_second_stack_runs_beside_the_first_and_stops_alone(stack: dict[str, Any], tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "shared.cli", "local"]
+    up = subprocess.run(
+        [*cli, "up", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=180, check=True
+    )
+    second = json.loads(up.stdout.strip().splitlines()[-1])  # the last line is the stack's JSON
+    try:
+        assert set(second) >= REQUIRED
+        assert json.loads((tmp_path / "stack.json").read_text())["apigee"] == second["apigee"]
+        assert second["apigee"] != stack["apigee"] and second["pubsub_emulator"] != stack["pubsub_emulator"]
+        for url in (second["apigee"], second["cloudrun"], second["secretmanager"], second["github"]):
+            assert requests.get(f"{url}/_standin/health", timeout=5).ok
+        env = subprocess.run(
+            [*cli, "env", "--state-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        assert f"export GATEHOUSE_APIGEE_ENDPOINT={second['apigee']}" in env
+        refused = subprocess.run(
+            [*cli, "up", "--state-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert refused.returncode == 1 and "already running" in refused.stderr
+    finally:
+        subprocess.run(
+            [*cli, "down", "--state-dir", str(tmp_path)], capture_output=True, timeout=120, check=True
+        )
+    assert not any(alive(int(p["pid"])) for p in second["processes"])
+    assert all(alive(int(p["pid"])) for p in stack["processes"])  # the other stack is untouched
+    assert requests.get(f"{stack['apigee']}/_standin/health", timeout=5).ok
