@@ -384,3 +384,151 @@ class PushRecorder:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# -- any stand-in's hooks, by URL (the rotation and tickets benchmarks use more than two) ---------
+
+
+def standin_calls(urls: dict[str, str]) -> dict[str, Counter[str]]:
+    """Calls per route per stand-in (``{"iam": {"GET /v1/...": 3}}``); the GitHub stand-in too."""
+    out = {}
+    for name, url in urls.items():
+        r = requests.get(f"{url}/_standin/stats", timeout=10)
+        r.raise_for_status()
+        out[name] = Counter(r.json()["calls"])
+    return out
+
+
+def reset_standin_calls(urls: dict[str, str]) -> None:
+    for url in urls.values():
+        requests.post(f"{url}/_standin/stats/reset", timeout=10).raise_for_status()
+
+
+def set_standin_latency(urls: dict[str, str], latency_ms: int) -> None:
+    """``{"latency_ms": n}`` on every route of every stand-in in ``urls`` (0 clears the faults)."""
+    for url in urls.values():
+        if latency_ms:
+            r = requests.post(f"{url}/_standin/faults", json={"latency_ms": latency_ms}, timeout=10)
+        else:
+            r = requests.delete(f"{url}/_standin/faults", timeout=10)
+        r.raise_for_status()
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Bound an in-process block: after ``seconds`` the main thread gets a KeyboardInterrupt
+    (``_thread.interrupt_main``), turned into a :class:`BenchError` here, so the caller's
+    ``finally`` blocks still stop its processes. Use from the main thread only."""
+    import _thread
+
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        _thread.interrupt_main()
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if fired.is_set():
+            raise BenchError(f"{what} did not finish within {seconds:.0f}s") from None
+        raise
+    finally:
+        timer.cancel()
+
+
+# -- timing the calls a use case makes through its ports ----------------------------------------
+
+
+@dataclass(frozen=True)
+class PortCall:
+    port: str
+    method: str
+    start: float  # time.perf_counter()
+    end: float
+
+
+class PortTimer:
+    """Wraps port objects (adapters) so that every method call is recorded with its start and end.
+
+    The wrapper is transparent: attributes pass through, methods are timed. A method that returns a
+    lazy iterator (a paged listing) is drained inside the timed call and handed back as an iterator
+    over the list: the pages are then fetched before the caller's loop rather than during it, which
+    is the same calls in the same order. Nothing here changes what the use case decides."""
+
+    def __init__(self) -> None:
+        self.calls: list[PortCall] = []
+        self._lock = threading.Lock()
+
+    def wrap(self, port: str, adapter: Any) -> Any:
+        return _TimedPort(port, adapter, self)
+
+    def record(self, call: PortCall) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    def between(self, start: float, end: float) -> list[PortCall]:
+        """The calls that started in [start, end)."""
+        return [c for c in self.calls if start <= c.start < end]
+
+    @staticmethod
+    def summary(calls: list[PortCall]) -> dict[str, dict[str, float]]:
+        """``{"secrets.get_secret": {"calls": n, "seconds": s}}``, most time first."""
+        out: dict[str, dict[str, float]] = {}
+        for c in calls:
+            entry = out.setdefault(f"{c.port}.{c.method}", {"calls": 0, "seconds": 0.0})
+            entry["calls"] += 1
+            entry["seconds"] += c.end - c.start
+        return {
+            k: {"calls": v["calls"], "seconds": round(v["seconds"], 3)}
+            for k, v in sorted(out.items(), key=lambda kv: -kv[1]["seconds"])
+        }
+
+    @staticmethod
+    def max_in_flight(calls: list[PortCall]) -> int:
+        """The most calls that overlapped in time (1: strictly one after another)."""
+        edges = sorted([(c.start, 1) for c in calls] + [(c.end, -1) for c in calls])
+        now = most = 0
+        for _, step in edges:
+            now += step
+            most = max(most, now)
+        return most
+
+    @staticmethod
+    def busy_seconds(calls: list[PortCall]) -> float:
+        """Wall time during which at least one call was in flight (the union of the intervals)."""
+        total, until = 0.0, float("-inf")
+        for c in sorted(calls, key=lambda c: c.start):
+            if c.end > until:
+                total += c.end - max(c.start, until)
+                until = c.end
+        return total
+
+
+class _TimedPort:
+    def __init__(self, port: str, adapter: Any, timer: PortTimer) -> None:
+        self._port, self._adapter, self._timer = port, adapter, timer
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._adapter, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                result = attr(*args, **kwargs)
+                if isinstance(result, Iterator):
+                    result = iter(list(result))
+                return result
+            finally:
+                self._timer.record(PortCall(self._port, name, start, time.perf_counter()))
+
+        return timed
