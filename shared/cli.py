@@ -268,6 +268,7 @@ def rotate(plan_only: bool, secret: str | None, force: bool, report_dir: Path | 
                 secret=secret,
                 force_before=datetime.now(UTC) if force else None,
                 progress=advance,
+                workers=rotation.workers,
             )
     except GatehouseError as exc:
         _fail(str(exc), EXIT_FAILED)

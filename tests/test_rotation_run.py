@@ -101,6 +101,15 @@ def test_daily_runs_act_only_on_what_is_due() -> None:
     assert statuses(third)[KEY1] == "maintained"  # its old key: grace 2 over, deleted
 
 
+def test_targets_rotated_in_parallel_end_as_they_do_one_by_one() -> None:
+    sequential, parallel = fleet(World()), fleet(World())
+    one = run(sequential.ports(), settings())
+    four = run(parallel.ports(), settings(), workers=4)
+    assert statuses(four) == statuses(one)
+    assert [t.secret for t in four.targets] == [t.secret for t in one.targets]  # report order is stable
+    assert sorted(parallel.faults.writes) == sorted(sequential.faults.writes)
+
+
 def test_plan_only_writes_nothing_and_says_what_it_would_do() -> None:
     world = fleet(World())
     report = run(world.ports(), settings(), plan_only=True)

@@ -53,7 +53,15 @@ def main() -> int:
             )
             return 2
     with bound(component="rotate-credentials", execution=os.environ.get("CLOUD_RUN_EXECUTION")):
-        report = run(ports, rotation, plan_only=plan, shard=task, secret=secret, force_before=force_before)
+        report = run(
+            ports,
+            rotation,
+            plan_only=plan,
+            shard=task,
+            secret=secret,
+            force_before=force_before,
+            workers=rotation.workers,
+        )
         event(_log, "rotation report", report=to_dict(report), counts=report.counts())
         out = os.environ.get("GATEHOUSE_ROTATION_REPORT_DIR")
         if out:

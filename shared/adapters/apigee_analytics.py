@@ -48,7 +48,9 @@ class ApigeeAnalytics:
         limiter: RateLimiter | None = None,
     ) -> None:
         self.client = client
-        self.limiter = limiter or RateLimiter(calls_per_minute)
+        # a small burst: a run's first few proxies need not wait, and the first minute still stays
+        # under the ~100 requests/minute the analytics API allows (burst + calls_per_minute)
+        self.limiter = limiter or RateLimiter(calls_per_minute, burst=min(5, max(1, 100 - calls_per_minute)))
 
     def stats(
         self, environment: str, proxy: str, *, select: Sequence[str], start: int, end: int, time_unit: str

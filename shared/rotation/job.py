@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from shared.errors import GatehouseError, NotFoundError
@@ -47,6 +48,7 @@ def run(
     secret: str | None = None,
     force_before: datetime | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> RunReport:
     """Rotate what is due (``plan_only``: only say what would be done).
 
@@ -54,6 +56,9 @@ def run(
     notification; still age-gated). ``force_before`` makes a rotation due for every target whose
     current credential was created before that instant (an operator's "rotate now", e.g. after a
     leak); passing the command's publish time keeps redelivered commands from rotating twice.
+    ``workers`` targets run at once: each target's steps stay strictly in order (every step re-reads
+    its secret), but targets are independent (one secret per account), and the run is bound by API
+    latency, not CPU.
     """
     sharding.check(*shard)
     started = ports.clock.now()
@@ -74,18 +79,21 @@ def run(
         # a single secret that is not a valid listed target was reported above
         names = sorted(listed) if secret is None else [secret] if secret in listed else []
         state = RunState(settings)
-        for name in sharding.select(names, *shard):
+
+        def one(name: str) -> TargetReport:
             if name in invalid:
-                report = TargetReport(secret=name, status="failed", reason=invalid[name])
-            else:
-                with bound(secret_name=name):
-                    runner = TargetRunner(
-                        targets[name], ports, state, plan_only=plan_only, force_before=force_before
-                    )
-                    report = runner.run_target()
-            reports.append(report)
-            if progress is not None:
-                progress(report)
+                return TargetReport(secret=name, status="failed", reason=invalid[name])
+            with bound(correlation_id=run_id, component="rotation", secret_name=name):
+                runner = TargetRunner(
+                    targets[name], ports, state, plan_only=plan_only, force_before=force_before
+                )
+                return runner.run_target()
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for report in pool.map(one, sharding.select(names, *shard)):
+                reports.append(report)
+                if progress is not None:
+                    progress(report)
         finished = ports.clock.now()
         result = RunReport(
             run_id=run_id,

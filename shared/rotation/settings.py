@@ -85,6 +85,8 @@ class RotationSettings:
     token_exchange: bool = False
     # deploy new revisions of consumers that pin an old version or hold it in an env var
     roll_consumers: bool = False
+    # targets rotated at once (each target's own steps stay in order)
+    workers: int = 4
     # guards against a planner loop: steps and etag conflicts per target per run
     max_steps: int = 40
     max_conflicts: int = 5
@@ -93,6 +95,8 @@ class RotationSettings:
         problems = []
         if not _HOLDER.fullmatch(self.holder):
             problems.append(f"holder {self.holder!r} must be 1-120 characters of A-Z a-z 0-9 . _ : / -")
+        if not 1 <= self.workers <= 32:
+            problems.append("workers must be between 1 and 32")
         if not 1 <= self.min_free_slots < self.key_limit:
             problems.append("min_free_slots must be at least 1 and below key_limit")
         if self.rotation_period < timedelta(days=1):
@@ -137,6 +141,12 @@ class RotationSettings:
         read("INTENT_LEASE", "intent_lease", timedelta)
         read("TOKEN_EXCHANGE", "token_exchange", bool)
         read("ROLL_CONSUMERS", "roll_consumers", bool)
+        workers = env.get("GATEHOUSE_ROTATION_WORKERS")
+        if workers is not None:
+            if workers.strip().isdigit():
+                values["workers"] = int(workers)
+            else:
+                problems.append(f"GATEHOUSE_ROTATION_WORKERS: {workers!r} is not a whole number")
         if problems:
             raise InputError("invalid rotation settings: " + "; ".join(problems))
         return cls(holder=default_holder(env), **values)  # type: ignore[arg-type]
