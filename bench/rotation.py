@@ -211,7 +211,13 @@ def _run(urls: dict[str, str], expect: str, *, tasks: int = 1, limit: float = RU
         marks.append((time.perf_counter(), report.kind, report.status))
 
     def one(index: int) -> Any:
-        return run(ports[index], task_settings[index], shard=(index, tasks), progress=progress)
+        return run(
+            ports[index],
+            task_settings[index],
+            shard=(index, tasks),
+            progress=progress,
+            workers=task_settings[index].workers,
+        )
 
     reset_standin_calls(urls)
     gc.collect()
@@ -501,10 +507,9 @@ def run() -> dict[str, Any]:
         "details": {
             "targets": {"sa-key": SA_KEYS, "generated": GENERATED, "service_accounts": SA_KEYS},
             "parallelism": (
-                "none inside a task: job.run loops over the targets and TargetRunner.run_target makes one "
-                "call at a time (read, plan, apply one step, re-read). The only knob is the Cloud Run task "
-                "count (CLOUD_RUN_TASK_INDEX/COUNT -> shard.select), fixed at task_count = 1, parallelism "
-                "= 1 in deploy/terraform/jobs.tf"
+                "GATEHOUSE_ROTATION_WORKERS targets at once inside a task (default 4; each target's steps "
+                "stay in order: read, plan, apply one step, re-read), times the Cloud Run task count "
+                "(CLOUD_RUN_TASK_INDEX/COUNT -> shard.select)"
             ),
             "first_run_shape_at_50ms": _shape(slow["first"]),
             "first_run_shape_at_0ms": _shape(fast["first"]),
