@@ -491,7 +491,7 @@ def run() -> dict[str, Any]:
         ),
         figure(
             f"second run (nothing due) at {LATENCY_MS} ms with {TASKS} tasks at once "
-            f"(CLOUD_RUN_TASK_COUNT={TASKS}, the job's only parallelism knob): wall time",
+            f"(CLOUD_RUN_TASK_COUNT={TASKS}, each with its workers): wall time",
             round(tasks["seconds"], 2),
             "s",
             baseline=round(slow["second"]["seconds"], 2),
