@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
-from deploy.local.standins.server import Handle, run_forever, serve
+from deploy.local.standins.server import Faults, Handle, run_forever, serve
 
 DOCS = "https://docs.github.com/rest/issues/issues"
 # (route as GitHub's docs write it, pattern, handler per HTTP method)
@@ -128,8 +127,7 @@ class GitHub:
         self.lock = threading.RLock()
         self.state_file = Path(state_file) if state_file else None
         self.calls: Counter[str] = Counter()
-        self.faults: dict[str, Any] | None = None
-        self.rng = random.Random()
+        self.faults = Faults()
         self.state: dict[str, Any] = {"next_id": 1, "next_comment_id": 1, "repos": {}}
         if self.state_file and self.state_file.exists():
             self.state.update(json.loads(self.state_file.read_text(encoding="utf-8")))
@@ -438,20 +436,9 @@ class GitHub:
     # -- faults ---------------------------------------------------------------------------------
 
     def _fault(self, key: str, path: str) -> tuple[float, GitHubError | None]:
-        faults = self.faults
-        if not faults:
-            return 0.0, None
-        routes = faults.get("routes")
-        if routes and not any(r in key or r in path for r in routes):
-            return 0.0, None
-        delay = faults["latency_ms"] / 1000
-        if faults["times"] is not None and faults["times"] <= 0:
+        delay, code = self.faults.pick(key, path)
+        if code is None:
             return delay, None
-        if not (faults["error_rate"] and self.rng.random() < faults["error_rate"]):
-            return delay, None
-        if faults["times"] is not None:
-            faults["times"] -= 1
-        code = self.rng.choice(faults["statuses"])
         if code == 429:
             return delay, GitHubError(
                 429, "API rate limit exceeded (injected by stand-in).", {"Retry-After": "1"}
@@ -463,31 +450,6 @@ class GitHub:
                 403, "API rate limit exceeded for user (injected by stand-in).", headers
             )
         return delay, GitHubError(code, "Injected error (stand-in).")
-
-    def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
-        latency, rate = spec.get("latency_ms", 0), spec.get("error_rate", 0.0)
-        statuses, routes, times = spec.get("statuses") or [503], spec.get("routes"), spec.get("times")
-        if not isinstance(latency, int) or latency < 0:
-            raise GitHubError(400, "latency_ms must be a non-negative integer")
-        if not isinstance(rate, int | float) or not 0 <= rate <= 1:
-            raise GitHubError(400, "error_rate must be a number in [0, 1]")
-        if not all(isinstance(s, int) and 400 <= s <= 599 for s in statuses):
-            raise GitHubError(400, "statuses must be HTTP error codes (4xx/5xx)")
-        if routes is not None and not (isinstance(routes, list) and all(isinstance(r, str) for r in routes)):
-            raise GitHubError(400, "routes must be a list of strings")
-        if times is not None and (not isinstance(times, int) or times < 0):
-            raise GitHubError(400, "times must be a non-negative integer")
-        with self.lock:
-            self.faults = {
-                "latency_ms": latency,
-                "error_rate": float(rate),
-                "statuses": statuses,
-                "routes": routes,
-                "times": times,
-            }
-            if "seed" in spec:
-                self.rng.seed(spec["seed"])
-            return dict(self.faults)
 
     # -- /_standin/ -------------------------------------------------------------------------------
 
@@ -506,10 +468,14 @@ class GitHub:
             spec = request.get_json(silent=True)
             if not isinstance(spec, dict):
                 raise GitHubError(400, "body must be a JSON object")
-            return _json(self.set_faults(spec))
+            with self.lock:
+                try:
+                    return _json(self.faults.configure(spec))
+                except ValueError as exc:
+                    raise GitHubError(400, str(exc)) from None
         if route == ("DELETE", "/_standin/faults"):
             with self.lock:
-                self.faults = None
+                self.faults.clear()
             return _json({})
         if route == ("GET", "/_standin/state"):
             with self.lock:

@@ -138,6 +138,62 @@ class Call:
         return self._json
 
 
+class Faults:
+    """What ``POST /_standin/faults`` configures, shared by every stand-in: added latency, a share of
+    calls answered with an error status (optionally only for some routes, and at most ``times`` calls),
+    reproducible with ``seed``. Callers hold their own lock around :meth:`pick`."""
+
+    def __init__(self) -> None:
+        self.spec: dict[str, Any] | None = None
+        self.rng = random.Random()
+
+    def configure(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Validate and install ``spec``; raises ValueError with what is wrong."""
+        latency, rate = spec.get("latency_ms", 0), spec.get("error_rate", 0.0)
+        statuses, routes, times = spec.get("statuses") or [503], spec.get("routes"), spec.get("times")
+        if not isinstance(latency, int) or latency < 0:
+            raise ValueError("latency_ms must be a non-negative integer")
+        if not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise ValueError("error_rate must be a number in [0, 1]")
+        if not all(isinstance(s, int) and 400 <= s <= 599 for s in statuses):
+            raise ValueError("statuses must be HTTP error codes (4xx/5xx)")
+        if routes is not None and not (isinstance(routes, list) and all(isinstance(r, str) for r in routes)):
+            raise ValueError("routes must be a list of strings")
+        if times is not None and (not isinstance(times, int) or times < 0):
+            raise ValueError("times must be a non-negative integer")
+        self.spec = {
+            "latency_ms": latency,
+            "error_rate": float(rate),
+            "statuses": statuses,
+            "routes": routes,
+            "times": times,
+        }
+        if "seed" in spec:
+            self.rng.seed(spec["seed"])
+        return dict(self.spec)
+
+    def clear(self) -> None:
+        self.spec = None
+
+    def pick(self, *names: str) -> tuple[float, int | None]:
+        """The delay for a call known by ``names`` (route template, path, method id) and the error
+        status to answer with, if this call is one of the injected failures."""
+        spec = self.spec
+        if not spec:
+            return 0.0, None
+        routes = spec["routes"]
+        if routes and not any(r in name for r in routes for name in names):
+            return 0.0, None
+        delay = spec["latency_ms"] / 1000
+        if spec["times"] is not None and spec["times"] <= 0:
+            return delay, None
+        if not (spec["error_rate"] and self.rng.random() < spec["error_rate"]):
+            return delay, None
+        if spec["times"] is not None:
+            spec["times"] -= 1
+        return delay, int(self.rng.choice(spec["statuses"]))
+
+
 class StandIn:
     """Base of one stand-in. Subclasses set ``API`` and mark handlers with :func:`handles`."""
 
@@ -151,8 +207,7 @@ class StandIn:
         self.check = check_fields
         self.calls: Counter[str] = Counter()
         self.method_calls: Counter[str] = Counter()
-        self.faults: dict[str, Any] | None = None
-        self.rng = random.Random()
+        self.faults = Faults()
         self.handlers: dict[str, Callable[[Call], Any]] = {}
         self.json_schemas: dict[str, str] = {}
         self.extra_routes: dict[tuple[str, str], Callable[[Request], Any]] = {}
@@ -257,48 +312,15 @@ class StandIn:
 
     def _fault(self, method: Method | None, path: str) -> tuple[float, Response | None]:
         """The delay and the injected error (if any) for this call; the caller sleeps unlocked."""
-        faults = self.faults
-        if not faults:
-            return 0.0, None
-        routes = faults.get("routes")
-        if routes and not any(
-            r in path or (method is not None and (r == method.id or r in method.id)) for r in routes
-        ):
-            return 0.0, None
-        delay = faults["latency_ms"] / 1000
-        if not (faults["error_rate"] and self.rng.random() < faults["error_rate"]):
+        delay, code = self.faults.pick(path, *([method.id] if method is not None else []))
+        if code is None:
             return delay, None
-        code = self.rng.choice(faults["statuses"])
         headers = {"Retry-After": "1"} if code == 429 else None
         message = {
             429: "Quota exceeded (injected by stand-in).",
             503: "The service is currently unavailable (injected by stand-in).",
         }.get(code, "Injected error (stand-in).")
         return delay, error_response(ApiError(code, message), headers)
-
-    def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
-        latency = spec.get("latency_ms", 0)
-        rate = spec.get("error_rate", 0.0)
-        statuses = spec.get("statuses") or [503]
-        routes = spec.get("routes")
-        if not isinstance(latency, int) or latency < 0:
-            raise ApiError(400, "latency_ms must be a non-negative integer")
-        if not isinstance(rate, int | float) or not 0 <= rate <= 1:
-            raise ApiError(400, "error_rate must be a number in [0, 1]")
-        if not all(isinstance(s, int) and 400 <= s <= 599 for s in statuses):
-            raise ApiError(400, "statuses must be HTTP error codes (4xx/5xx)")
-        if routes is not None and not (isinstance(routes, list) and all(isinstance(r, str) for r in routes)):
-            raise ApiError(400, "routes must be a list of strings")
-        with self.lock:
-            self.faults = {
-                "latency_ms": latency,
-                "error_rate": float(rate),
-                "statuses": statuses,
-                "routes": routes,
-            }
-            if "seed" in spec:
-                self.rng.seed(spec["seed"])
-            return dict(self.faults)
 
     # -- /_standin/ -----------------------------------------------------------------------------
 
@@ -324,10 +346,14 @@ class StandIn:
             spec = request.get_json(silent=True)
             if not isinstance(spec, dict):
                 raise ApiError(400, "body must be a JSON object")
-            return json_response(self.set_faults(spec))
+            with self.lock:
+                try:
+                    return json_response(self.faults.configure(spec))
+                except ValueError as exc:
+                    raise ApiError(400, str(exc)) from None
         if route == ("DELETE", "/_standin/faults"):
             with self.lock:
-                self.faults = None
+                self.faults.clear()
             return json_response({})
         if route == ("GET", "/_standin/state"):
             with self.lock:
