@@ -57,6 +57,7 @@ from deploy.local.standins.server import (
     StandIn,
     base_parser,
     handles,
+    page_of,
     run_forever,
     serve,
 )
@@ -423,18 +424,7 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
         pools = [self.state["services"]] + ([self.state["deleted"]] if call.flag("showDeleted") else [])
         found = [s for pool in pools for n, s in pool.items() if n.startswith(prefix)]
         found.sort(key=lambda s: (s["createTime"], s["name"]), reverse=True)
-        try:
-            size = int(call.arg("pageSize") or 0)
-            token = call.arg("pageToken") or ""
-            offset = int(base64.urlsafe_b64decode(token).decode()) if token else 0
-        except ValueError:
-            raise ApiError(400, "Invalid pageSize or pageToken") from None
-        size = 100 if size <= 0 else min(size, 1000)
-        page = found[offset : offset + size]
-        out: dict[str, Any] = {"services": page} if page else {}
-        if offset + size < len(found):
-            out["nextPageToken"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
-        return out
+        return page_of(call, found, "services")
 
     @handles("PATCH", "run.projects.locations.services.patch")
     def update_service(self, call: Call) -> dict[str, Any]:
@@ -568,14 +558,7 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
     def list_operations(self, call: Call) -> dict[str, Any]:
         prefix = call.params["name"] + "/operations/"
         ops = [op for n, op in reversed(self.state["operations"].items()) if n.startswith(prefix)]
-        size = int(call.arg("pageSize") or 0) or 100
-        offset = int(call.arg("pageToken") or 0)
-        out: dict[str, Any] = (
-            {"operations": ops[offset : offset + size]} if ops[offset : offset + size] else {}
-        )
-        if offset + size < len(ops):
-            out["nextPageToken"] = str(offset + size)
-        return out
+        return page_of(call, ops, "operations")
 
     # -- audit logs -----------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from deploy.local.standins.discovery import Discovery
-from deploy.local.standins.server import ApiError, Call, handles
+from deploy.local.standins.server import ApiError, Call, handles, page_of
 
 JOB_TYPE = "type.googleapis.com/google.cloud.run.v2.Job"
 JOB_ID = re.compile(r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
@@ -158,18 +158,7 @@ class JobsCrudMixin:
             key=lambda j: (j["createTime"], j["name"]),
             reverse=True,
         )
-        try:
-            size = int(call.arg("pageSize") or 0)
-            token = call.arg("pageToken") or ""
-            offset = int(base64.urlsafe_b64decode(token).decode()) if token else 0
-        except ValueError:
-            raise ApiError(400, "Invalid pageSize or pageToken") from None
-        size = 100 if size <= 0 else min(size, 1000)
-        page = found[offset : offset + size]
-        out: dict[str, Any] = {"jobs": page} if page else {}
-        if offset + size < len(found):
-            out["nextPageToken"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
-        return out
+        return page_of(call, found, "jobs")
 
     @handles("PATCH", "run.projects.locations.jobs.patch")
     def update_job(self, call: Call) -> dict[str, Any]:

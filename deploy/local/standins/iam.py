@@ -47,6 +47,7 @@ from deploy.local.standins.server import (
     StandIn,
     base_parser,
     handles,
+    page_of,
     precondition_failure,
     run_forever,
     serve,
@@ -279,16 +280,7 @@ class Iam(StandIn):
             (a for a in self.state["accounts"].values() if a["projectId"] == project),
             key=lambda a: a["email"],
         )
-        try:
-            size = int(call.arg("pageSize") or 0) or 20
-            offset = int(call.arg("pageToken") or 0)
-        except ValueError:
-            raise ApiError(400, "Invalid pageSize or pageToken") from None
-        page = found[offset : offset + min(size, 100)]
-        out: dict[str, Any] = {"accounts": page} if page else {}
-        if offset + len(page) < len(found):
-            out["nextPageToken"] = str(offset + len(page))
-        return out
+        return page_of(call, found, "accounts", default_size=20, max_size=100)
 
     # -- keys ---------------------------------------------------------------------------------
 

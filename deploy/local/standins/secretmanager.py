@@ -71,6 +71,7 @@ from deploy.local.standins.server import (
     StandIn,
     base_parser,
     handles,
+    page_of,
     run_forever,
     serve,
 )
@@ -149,19 +150,6 @@ def _int64(value: Any, field: str) -> int:
         return int(str(value))
     except ValueError:
         raise ApiError(400, f"Invalid value at '{field}' (TYPE_INT64), \"{value}\"") from None
-
-
-def _page(call: Call, items: list[Any]) -> tuple[list[Any], str | None]:
-    try:
-        size = int(call.arg("pageSize") or 0)
-        token = call.arg("pageToken") or ""
-        offset = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
-    except (ValueError, binascii.Error):
-        raise ApiError(400, "Invalid pageSize or pageToken") from None
-    size = 100 if size <= 0 else min(size, 25000)
-    page = items[offset : offset + size]
-    more = offset + size < len(items)
-    return page, base64.urlsafe_b64encode(str(offset + size).encode()).decode() if more else None
 
 
 def _precondition(message: str) -> ApiError:
@@ -411,13 +399,7 @@ class SecretManager(StandIn):
             for n, e in sorted(self.state["secrets"].items())
             if n.startswith(prefix) and match(e["secret"])
         ]
-        page, token = _page(call, found)
-        out: dict[str, Any] = {"totalSize": len(found)}
-        if page:
-            out["secrets"] = page
-        if token:
-            out["nextPageToken"] = token
-        return out
+        return {"totalSize": len(found), **page_of(call, found, "secrets", max_size=25000)}
 
     @handles("PATCH", "secretmanager.projects.secrets.patch")
     def patch_secret(self, call: Call) -> dict[str, Any]:
@@ -544,13 +526,7 @@ class SecretManager(StandIn):
             for _, v in sorted(entry["versions"].items(), key=lambda item: -int(item[0]))
             if wanted is None or v["version"]["state"] == wanted
         ]
-        page, token = _page(call, found)
-        out: dict[str, Any] = {"totalSize": len(found)}
-        if page:
-            out["versions"] = page
-        if token:
-            out["nextPageToken"] = token
-        return out
+        return {"totalSize": len(found), **page_of(call, found, "versions", max_size=25000)}
 
     @handles("GET", "secretmanager.projects.secrets.versions.access")
     def access_version(self, call: Call) -> dict[str, Any]:

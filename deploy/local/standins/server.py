@@ -24,6 +24,8 @@ stats and faults; handlers run under it, so they need no locking of their own.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import contextlib
 import json
 import os
@@ -136,6 +138,25 @@ class Call:
             except ValueError as exc:
                 raise ApiError(400, f"Invalid JSON payload received. {exc}") from None
         return self._json
+
+
+def page_of(
+    call: Call, items: list[Any], field: str, *, default_size: int = 100, max_size: int = 1000
+) -> dict[str, Any]:
+    """One page of ``items`` as Google list methods answer: ``{field: [...], "nextPageToken"}``
+    (``pageSize``/``pageToken``; the token is an opaque base64 offset; an empty page omits ``field``)."""
+    try:
+        size = int(call.arg("pageSize") or 0)
+        token = call.arg("pageToken") or ""
+        offset = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
+    except (ValueError, binascii.Error):
+        raise ApiError(400, "Invalid pageSize or pageToken") from None
+    size = default_size if size <= 0 else min(size, max_size)
+    page = items[offset : offset + size]
+    out: dict[str, Any] = {field: page} if page else {}
+    if offset + size < len(items):
+        out["nextPageToken"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
+    return out
 
 
 class Faults:
