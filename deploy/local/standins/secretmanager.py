@@ -62,6 +62,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import google_crc32c
 from werkzeug.wrappers import Request
 
 from deploy.local.standins.server import (
@@ -100,27 +101,10 @@ UPDATABLE = {
     "versionDestroyTtl": "versionDestroyTtl",
     "version_destroy_ttl": "versionDestroyTtl",
 }
-_CASTAGNOLI = 0x82F63B78
-
-
-def _crc_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ _CASTAGNOLI if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_TABLE = _crc_table()
 
 
 def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    return int(google_crc32c.value(data))
 
 
 def rfc3339(moment: datetime) -> str:
