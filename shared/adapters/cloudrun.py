@@ -16,7 +16,7 @@ from google.cloud import run_v2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf.json_format import MessageToDict
 
-from shared.adapters.gapic import call, map_google_error, rest_client
+from shared.adapters.gapic import call, raise_mapped, rest_client
 from shared.adapters.http import retrying
 from shared.errors import ConflictError, NotFoundError, TransientError
 
@@ -163,10 +163,7 @@ class CloudRunJobs:
                 request=run_v2.RunJobRequest(name=job, overrides=overrides), timeout=self.timeout
             )
         except Exception as exc:
-            mapped = map_google_error(exc, f"run job {job}")
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise_mapped(exc, f"run job {job}")
         execution = operation.metadata
         return (
             str(execution.name) if execution is not None and execution.name else str(operation.operation.name)

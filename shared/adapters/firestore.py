@@ -14,7 +14,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from shared.adapters.gapic import map_google_error
+from shared.adapters.gapic import raise_mapped
 from shared.ports import Outcome
 
 LEASES = "gatehouse-leases"
@@ -68,8 +68,7 @@ class FirestoreCoordinator:
         except gexc.Aborted:
             return None  # contention: someone else is taking it right now
         except Exception as exc:
-            mapped = map_google_error(exc, f"acquire lease {key}")
-            raise mapped from exc
+            raise_mapped(exc, f"acquire lease {key}")
         return FirestoreLease(key, holder) if taken else None
 
     def release(self, lease: Any) -> None:
@@ -99,8 +98,7 @@ class FirestoreCoordinator:
                     batch.set(self.outcomes_ref.document(_doc_id(outcome.key)), _outcome_data(outcome))
                 batch.commit()
         except Exception as exc:
-            mapped = map_google_error(exc, "record outcomes")
-            raise mapped from exc
+            raise_mapped(exc, "record outcomes")
 
     def outcomes(self, key_prefix: str = "") -> list[Outcome]:
         query = self.outcomes_ref.order_by("key")

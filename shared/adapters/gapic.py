@@ -9,7 +9,7 @@ Pub/Sub) does not import a heavy client library it never uses.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import requests
 from google.api_core import exceptions as gexc
@@ -32,8 +32,9 @@ _TRANSIENT = (
 
 
 def map_google_error(exc: Exception, what: str) -> Exception:
-    """google.api_core / transport exceptions -> the gatehouse vocabulary (others unchanged)."""
-    if isinstance(exc, (*_TRANSIENT, requests.RequestException)):
+    """google.api_core / transport exceptions -> the gatehouse vocabulary (others unchanged).
+    Socket-level failures (an emulator or endpoint that is not answering) are transient too."""
+    if isinstance(exc, (*_TRANSIENT, requests.RequestException, OSError)):
         return TransientError(f"{what}: {type(exc).__name__}: {exc}")
     if isinstance(exc, gexc.NotFound):
         return NotFoundError(f"{what}: not found", status=404)
@@ -42,6 +43,14 @@ def map_google_error(exc: Exception, what: str) -> Exception:
     if isinstance(exc, gexc.GoogleAPICallError):
         return PermanentError(f"{what}: {exc}", status=getattr(exc, "code", None))
     return exc
+
+
+def raise_mapped(exc: Exception, what: str) -> NoReturn:
+    """Re-raise ``exc`` in the gatehouse vocabulary (unchanged when it has no mapping)."""
+    mapped = map_google_error(exc, what)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
 
 
 def rest_client(

@@ -24,14 +24,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 from proto.datetime_helpers import DatetimeWithNanoseconds
 
-from shared.adapters.gapic import map_google_error
+from shared.adapters.gapic import raise_mapped
 from shared.errors import TransientError
 from shared.tickets.ports import Record, StaleWriteError
 
@@ -94,7 +94,7 @@ class FirestoreLedger:
         try:
             snapshot = self._ref(key).get()
         except Exception as exc:
-            _raise(exc, f"read ledger {key}")
+            raise_mapped(exc, f"read ledger {key}")
         if not snapshot.exists:
             return None
         doc = snapshot.to_dict() or {}
@@ -111,7 +111,7 @@ class FirestoreLedger:
             found = self.get(key)
             return found is not None and _plain(found.doc) == _plain(doc)
         except Exception as exc:
-            _raise(exc, f"create ledger {key}")
+            raise_mapped(exc, f"create ledger {key}")
         return True
 
     def update(self, key: str, changes: Mapping[str, Any], precondition: str) -> str:
@@ -128,7 +128,7 @@ class FirestoreLedger:
         except (gexc.FailedPrecondition, gexc.NotFound) as exc:
             raise StaleWriteError(f"ledger {key} changed since version {precondition}") from exc
         except Exception as exc:
-            _raise(exc, f"update ledger {key}")
+            raise_mapped(exc, f"update ledger {key}")
         return version_of(result.update_time)
 
     def increment_hour_bucket(self, bucket: str, cap: int) -> bool:
@@ -167,7 +167,7 @@ class FirestoreLedger:
                     raise TransientError(f"hour bucket {bucket}: contention, gave up: {exc}") from exc
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter
             except Exception as exc:
-                _raise(exc, f"increment hour bucket {bucket}")
+                raise_mapped(exc, f"increment hour bucket {bucket}")
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- helpers --------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ class FirestoreLedger:
         try:
             snapshot = ref.get()
         except Exception as exc:
-            _raise(exc, f"read {ref.id}")
+            raise_mapped(exc, f"read {ref.id}")
         count = (snapshot.to_dict() or {}).get("count", 0) if snapshot.exists else 0
         return count if isinstance(count, int) else 0
 
@@ -203,12 +203,3 @@ def _contention(exc: BaseException) -> bool:
     if isinstance(exc, gexc.Aborted):
         return True
     return isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted)
-
-
-def _raise(exc: Exception, what: str) -> NoReturn:
-    mapped = map_google_error(exc, what)
-    if mapped is exc and isinstance(exc, OSError):
-        mapped = TransientError(f"{what}: {type(exc).__name__}: {exc}")
-    if mapped is exc:
-        raise exc
-    raise mapped from exc

@@ -12,13 +12,12 @@ messages and each acknowledge carries at most 1,000 ids (the API allows about 2,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud.pubsub_v1 import SubscriberClient
 
-from shared.adapters.gapic import map_google_error
-from shared.errors import TransientError
+from shared.adapters.gapic import raise_mapped
 from shared.tickets.ports import PulledMessage
 
 MAX_PULL = 1_000
@@ -40,7 +39,7 @@ class PubSubMessages:
         except gexc.DeadlineExceeded:
             return []  # nothing arrived while we waited: drained
         except Exception as exc:
-            _raise(exc, f"pull {self.subscription}")
+            raise_mapped(exc, f"pull {self.subscription}")
         return [
             PulledMessage(received.ack_id, bytes(received.message.data), dict(received.message.attributes))
             for received in response.received_messages
@@ -53,7 +52,7 @@ class PubSubMessages:
             try:
                 self.client.acknowledge(request={"subscription": self.subscription, "ack_ids": chunk})
             except Exception as exc:
-                _raise(exc, f"acknowledge {len(chunk)} message(s) on {self.subscription}")
+                raise_mapped(exc, f"acknowledge {len(chunk)} message(s) on {self.subscription}")
 
     def release(self, ack_ids: Sequence[str]) -> None:
         """Hand messages back at once (ack deadline 0) instead of letting them hide until it expires."""
@@ -65,16 +64,7 @@ class PubSubMessages:
                     request={"subscription": self.subscription, "ack_ids": chunk, "ack_deadline_seconds": 0}
                 )
             except Exception as exc:
-                _raise(exc, f"release {len(chunk)} message(s) on {self.subscription}")
+                raise_mapped(exc, f"release {len(chunk)} message(s) on {self.subscription}")
 
     def close(self) -> None:
         self.client.close()
-
-
-def _raise(exc: Exception, what: str) -> NoReturn:
-    mapped = map_google_error(exc, what)
-    if mapped is exc and isinstance(exc, OSError):
-        mapped = TransientError(f"{what}: {type(exc).__name__}: {exc}")
-    if mapped is exc:
-        raise exc
-    raise mapped from exc

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -767,20 +767,13 @@ def read_secret(name: str, client_factory: Callable[[], Any] | None = None) -> s
     try:
         response = client_factory().access_secret_version(name=version)
     except Exception as exc:
-        _raise_google(exc, f"read secret {version}")
+        from shared.adapters.gapic import raise_mapped
+
+        raise_mapped(exc, f"read secret {version}")
     value = bytes(response.payload.data).decode("utf-8").strip()
     if not value:
         raise InputError(f"secret {version} is empty")
     return value
-
-
-def _raise_google(exc: Exception, what: str) -> NoReturn:
-    from shared.adapters.gapic import map_google_error
-
-    mapped = map_google_error(exc, what)
-    if mapped is exc:
-        raise exc
-    raise mapped from exc
 
 
 def tracker_from_settings(
