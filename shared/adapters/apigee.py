@@ -13,16 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import google.auth
 import requests
-from google.auth.credentials import AnonymousCredentials, Credentials
-from google.auth.transport.requests import AuthorizedSession
+from google.auth.credentials import Credentials
 
-from shared.adapters.http import RateLimiter, error_from_response, json_or_empty, retrying, transport_error
+from shared.adapters.http import GoogleRest, RateLimiter, json_or_empty
 from shared.errors import NotFoundError, PermanentError
 from shared.ports import ChangeReport, Deployment, DeploymentStatus, ProxyInfo, RouteConflict
-
-SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
 def _revision(value: object) -> int | None:
@@ -82,34 +78,26 @@ class ApigeeClient:
     ) -> None:
         if not org:
             raise PermanentError("no Apigee organization configured (GATEHOUSE_APIGEE_ORG)")
-        if credentials is None:
-            if anonymous:
-                credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-            else:
-                credentials, _ = google.auth.default(scopes=SCOPES)
         self.org = org
-        self.base = f"{endpoint.rstrip('/')}/v1/organizations/{quote(org, safe='')}"
-        self.session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-        self.limiter = RateLimiter(calls_per_minute)
-        self.retry = retrying(retry_attempts, retry_max_wait)
-        self.timeout = timeout
+        self.http = GoogleRest(
+            f"{endpoint.rstrip('/')}/v1/organizations/{quote(org, safe='')}",
+            credentials=credentials,
+            anonymous=anonymous,
+            limiter=RateLimiter(calls_per_minute),
+            retry_attempts=retry_attempts,
+            retry_max_wait=retry_max_wait,
+            timeout=timeout,
+        )
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
-        def attempt() -> requests.Response:
-            self.limiter.acquire()
-            try:
-                response: requests.Response = self.session.request(  # type: ignore[no-untyped-call]
-                    method, self.base + path, timeout=self.timeout, **kwargs
-                )
-            except requests.RequestException as exc:
-                raise transport_error(exc, what) from exc
-            if response.status_code >= 400:
-                raise error_from_response(response, what)
-            return response
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The management-API budget of this process (analytics keeps a separate one)."""
+        return self.http.limiter
 
-        return self.retry(attempt)
+    def _request(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
+        return self.http.response(method, path, what, **kwargs)
 
     @staticmethod
     def _seg(value: str | int) -> str:

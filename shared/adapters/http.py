@@ -7,12 +7,16 @@ vocabulary calls transient are retried, and only a few times: Pub/Sub and Cloud 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import google.auth
 import requests
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.transport.requests import AuthorizedSession
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from shared.errors import (
@@ -132,10 +136,6 @@ def retrying(attempts: int, max_wait: float, initial: float = 0.2) -> Retrying:
     )
 
 
-def call_with_retry(policy: Retrying, fn: Callable[[], T]) -> T:
-    return policy(fn)
-
-
 def transport_error(exc: requests.RequestException, what: str) -> TransientError:
     """Connection errors and timeouts are transient."""
     return TransientError(f"{what}: {type(exc).__name__}: {exc}")
@@ -148,3 +148,86 @@ def json_or_empty(response: requests.Response) -> Any:
         return response.json()
     except ValueError as exc:
         raise PermanentError(f"expected JSON from {response.url}, got {response.content[:80]!r}") from exc
+
+
+def retry_on_429(attempts: int, max_wait: float) -> Retrying:
+    """Retries for calls that create something: only 429 is known to have had no effect (after a
+    lost 5xx answer the thing may exist, and a blind retry would make a second one)."""
+    return Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(multiplier=0.2, max=max_wait, jitter=0.2),
+        retry=retry_if_exception(lambda e: isinstance(e, TransientError) and e.status == 429),
+        reraise=True,
+    )
+
+
+# loggers that print HTTP bodies at DEBUG; bodies can hold key files and secret payloads
+PAYLOAD_LOGGERS = ("google.auth.transport.requests", "google.cloud.secretmanager_v1")
+
+
+def quiet_payload_loggers(names: tuple[str, ...] = PAYLOAD_LOGGERS) -> None:
+    """Keep libraries that log request/response bodies at DEBUG from ever doing so."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+class GoogleRest:
+    """A Google REST API that no REST-capable client library covers (Apigee, IAM keys, Org Policy),
+    through google-auth's AuthorizedSession: application default credentials (anonymous ones for the
+    local stack), an optional client-side rate limit, transient errors retried, the rest mapped onto
+    the error vocabulary without response bodies."""
+
+    SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+
+    def __init__(
+        self,
+        base: str,
+        *,
+        credentials: Credentials | None = None,
+        anonymous: bool = False,
+        limiter: RateLimiter | None = None,
+        retry_attempts: int = 5,
+        retry_max_wait: float = 20.0,
+        timeout: float = 30.0,
+    ) -> None:
+        if credentials is None:
+            if anonymous:
+                credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+            else:
+                credentials, _ = google.auth.default(scopes=self.SCOPES)
+        quiet_payload_loggers()
+        self.base = base.rstrip("/")
+        self.session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        self.limiter = limiter
+        self.retry = retrying(retry_attempts, retry_max_wait)
+        self.retry_429 = retry_on_429(retry_attempts, retry_max_wait)
+        self.timeout = timeout
+
+    def response(
+        self, method: str, path: str, what: str, *, idempotent: bool = True, **kwargs: Any
+    ) -> requests.Response:
+        """The 2xx response of ``method path``; ``idempotent=False`` retries only 429s."""
+
+        def attempt() -> requests.Response:
+            if self.limiter is not None:
+                self.limiter.acquire()
+            try:
+                response: requests.Response = self.session.request(  # type: ignore[no-untyped-call]
+                    method, self.base + path, timeout=self.timeout, **kwargs
+                )
+            except requests.RequestException as exc:
+                raise transport_error(exc, what) from None
+            if response.status_code >= 400:
+                raise error_from_response(response, what)
+            return response
+
+        return (self.retry if idempotent else self.retry_429)(attempt)
+
+    def request(self, method: str, path: str, what: str, *, idempotent: bool = True, **kwargs: Any) -> Any:
+        """The JSON answer of ``method path``."""
+        return json_or_empty(self.response(method, path, what, idempotent=idempotent, **kwargs))
+
+    def close(self) -> None:
+        self.session.close()  # type: ignore[no-untyped-call]

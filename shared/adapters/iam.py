@@ -22,100 +22,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import google.auth
-import requests
-from google.auth.credentials import AnonymousCredentials, Credentials
-from google.auth.transport.requests import AuthorizedSession
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from google.auth.credentials import Credentials
 
-from shared.adapters.http import error_from_response, json_or_empty, retrying, transport_error
-from shared.errors import PermanentError, TransientError
+from shared.adapters.http import GoogleRest
+from shared.errors import PermanentError
 from shared.rotation.material import Material
 from shared.rotation.ports import KeyInfo, NewKey
 from shared.rotation.target import account_project
-
-SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-# loggers that print HTTP bodies at DEBUG; bodies can hold key files and secret payloads
-PAYLOAD_LOGGERS = ("google.auth.transport.requests", "google.cloud.secretmanager_v1")
-
-
-def quiet_payload_loggers(names: tuple[str, ...] = PAYLOAD_LOGGERS) -> None:
-    """Keep libraries that log request/response bodies at DEBUG from ever doing so."""
-    for name in names:
-        logger = logging.getLogger(name)
-        if logger.level == logging.NOTSET or logger.level < logging.INFO:
-            logger.setLevel(logging.INFO)
-
-
-def retry_on_429(attempts: int, max_wait: float) -> Retrying:
-    """Retries for calls that create something: only 429 is known to have had no effect."""
-    return Retrying(
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(multiplier=0.2, max=max_wait, jitter=0.2),
-        retry=retry_if_exception(lambda e: isinstance(e, TransientError) and e.status == 429),
-        reraise=True,
-    )
-
-
-class RestSession:
-    """A REST API of Google's behind AuthorizedSession: base URL, retries, error mapping."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        *,
-        credentials: Credentials | None = None,
-        anonymous: bool = False,
-        retry_attempts: int = 5,
-        retry_max_wait: float = 20.0,
-        timeout: float = 30.0,
-    ) -> None:
-        if credentials is None:
-            if anonymous:
-                credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-            else:
-                credentials, _ = google.auth.default(scopes=SCOPES)
-        quiet_payload_loggers()
-        self.base = endpoint.rstrip("/")
-        self.session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-        self.retry = retrying(retry_attempts, retry_max_wait)
-        self.retry_429 = retry_on_429(retry_attempts, retry_max_wait)
-        self.timeout = timeout
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        what: str,
-        *,
-        idempotent: bool = True,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-    ) -> Any:
-        """The JSON answer of ``method path``; errors mapped onto the vocabulary (no bodies)."""
-
-        def attempt() -> Any:
-            try:
-                response: requests.Response = self.session.request(  # type: ignore[no-untyped-call]
-                    method, self.base + path, params=params, json=json, timeout=self.timeout
-                )
-            except requests.RequestException as exc:
-                raise transport_error(exc, what) from None
-            if response.status_code >= 400:
-                raise error_from_response(response, what)
-            return json_or_empty(response)
-
-        policy = self.retry if idempotent else self.retry_429
-        return policy(attempt)
-
-    def close(self) -> None:
-        self.session.close()  # type: ignore[no-untyped-call]
 
 
 def key_file_bytes(data: str | bytes) -> bytes:
@@ -164,7 +82,7 @@ class IamKeyAdmin:
         retry_max_wait: float = 20.0,
         timeout: float = 30.0,
     ) -> None:
-        self.rest = RestSession(
+        self.rest = GoogleRest(
             endpoint,
             credentials=credentials,
             anonymous=anonymous,

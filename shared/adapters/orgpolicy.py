@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from google.auth.credentials import Credentials
 
-from shared.adapters.iam import RestSession
+from shared.adapters.http import GoogleRest
 from shared.errors import NotFoundError, PermanentError
 from shared.logging import event, get_logger
 from shared.rotation.ports import KeyPolicy
@@ -84,7 +84,7 @@ class OrgPolicyReader:
         retry_max_wait: float = 20.0,
         timeout: float = 30.0,
     ) -> None:
-        self.rest = RestSession(
+        self.rest = GoogleRest(
             endpoint,
             credentials=credentials,
             anonymous=anonymous,

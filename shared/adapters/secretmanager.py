@@ -35,8 +35,7 @@ from google.protobuf import field_mask_pb2
 from tenacity import Retrying
 
 from shared.adapters.gapic import rest_client
-from shared.adapters.http import retrying
-from shared.adapters.iam import quiet_payload_loggers, retry_on_429
+from shared.adapters.http import quiet_payload_loggers, retry_on_429, retrying
 from shared.errors import ConflictError, NotFoundError, PermanentError, TransientError
 from shared.rotation.material import Material
 from shared.rotation.ports import AccessedVersion, SecretInfo, VersionInfo, VersionState

@@ -25,7 +25,7 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.transport import Request
 from google.oauth2 import service_account
 
-from shared.adapters.iam import quiet_payload_loggers
+from shared.adapters.http import quiet_payload_loggers
 from shared.errors import TransientError
 from shared.logging import redact
 from shared.rotation.material import Material
