@@ -16,6 +16,7 @@ from shared import events
 from shared.config import Settings
 from shared.errors import InputError
 from shared.logging import event, get_logger
+from shared.ports import JobLauncher
 
 _log = get_logger("commands")
 
@@ -25,7 +26,7 @@ def run(
     settings: Settings,
     *,
     registrar: Callable[[], Any],
-    jobs: Callable[[], Any] | None = None,
+    jobs: Callable[[], JobLauncher] | None = None,
     published: datetime | None = None,
 ) -> dict[str, Any]:
     """Execute one command; returns a summary that is also logged (one line per command)."""

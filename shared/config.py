@@ -81,8 +81,6 @@ class Settings(BaseSettings):
     firestore_database: str = "(default)"
     lease_seconds: float = Field(default=120.0, gt=0)
 
-    # Pub/Sub
-    commands_topic: str = "gatehouse-commands"
     # transient failures of older events are acknowledged: the nightly reconcile converges instead
     max_event_age_seconds: float = Field(default=3600.0, gt=0)
 

@@ -221,23 +221,17 @@ def _tickets(console: Any, state: dict[str, Any]) -> bool:
     catalog = proxy_name(state["project"], state["region"], "catalog")
     orders_started = samples.seed_stats(state, env, orders, samples.scenario("target"))
     catalog_started = samples.seed_stats(state, env, catalog, samples.scenario("traffic"))
+    slow_orders = samples.incident(
+        state,
+        incident_id="0.demo-orders",
+        proxy=orders,
+        environment=env,
+        started_at=orders_started,
+        family="target",
+    )
     notifications = [
-        samples.incident(
-            state,
-            incident_id="0.demo-orders",
-            proxy=orders,
-            environment=env,
-            started_at=orders_started,
-            family="target",
-        ),
-        samples.incident(
-            state,
-            incident_id="0.demo-orders",
-            proxy=orders,
-            environment=env,
-            started_at=orders_started,
-            family="target",
-        ),  # a redelivery
+        slow_orders,
+        slow_orders,  # a redelivery
         samples.incident(
             state, incident_id="0.demo-catalog", proxy=catalog, environment=env, started_at=catalog_started
         ),

@@ -89,7 +89,6 @@ def settings_env(state: dict[str, Any]) -> dict[str, str]:
         "GATEHOUSE_FIRESTORE_PROJECT": state["project"],
         "GATEHOUSE_OWNER_ID": state["owner_id"],
         "GATEHOUSE_PROXY_SERVICE_ACCOUNT": state["proxy_service_account"],
-        "GATEHOUSE_COMMANDS_TOPIC": state["topics"]["commands"],
         "GATEHOUSE_DEPLOY_POLL_SECONDS": "0.5",
         "GATEHOUSE_RECONCILE_JOB": jobs.get("reconcile", ""),
         "GATEHOUSE_ROTATE_JOB": jobs.get("rotate-credentials", ""),

@@ -52,7 +52,6 @@ locals {
     GATEHOUSE_REGIONS               = join(",", local.fleet_regions)
     GATEHOUSE_FIRESTORE_PROJECT     = var.project_id
     GATEHOUSE_FIRESTORE_DATABASE    = var.firestore_database
-    GATEHOUSE_COMMANDS_TOPIC        = google_pubsub_topic.commands.name
     GATEHOUSE_PROJECT_NUMBERS       = join(",", [for p, d in data.google_project.named : "${p}=${d.number}"])
     GATEHOUSE_ROTATION_PROJECTS     = join(",", local.rotation_projects)
     GATEHOUSE_ROTATION_PERIOD       = var.rotation_period
