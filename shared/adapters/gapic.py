@@ -68,8 +68,13 @@ def call(
     what: str,
     fn: Callable[[], T],
     mapper: Callable[[Exception, str], Exception] = map_google_error,
+    *,
+    chain: bool = True,
 ) -> T:
-    """Run ``fn`` under ``retry`` with its errors mapped (transient ones are retried)."""
+    """Run ``fn`` under ``retry`` with its errors mapped (transient ones are retried).
+
+    ``chain=False`` drops the library error entirely (no ``__cause__``, no ``__context__``): it holds
+    the HTTP request and response, which for a secret payload is the material itself."""
 
     def attempt() -> T:
         try:
@@ -78,6 +83,9 @@ def call(
             mapped = mapper(exc, what)
             if mapped is exc:
                 raise
-            raise mapped from exc
+            if chain:
+                raise mapped from exc
+            error = mapped
+        raise error  # outside the handler, so no __context__ either
 
     return retry(attempt)

@@ -34,7 +34,7 @@ from google.cloud import secretmanager
 from google.protobuf import field_mask_pb2
 from tenacity import Retrying
 
-from shared.adapters.gapic import rest_client
+from shared.adapters.gapic import call, rest_client
 from shared.adapters.http import quiet_payload_loggers, retry_on_429, retrying
 from shared.errors import ConflictError, NotFoundError, PermanentError, TransientError
 from shared.rotation.material import Material
@@ -155,21 +155,7 @@ class SecretManagerStore:
     def _call(
         self, what: str, fn: Callable[[], T], *, policy: Retrying | None = None, chain: bool = True
     ) -> T:
-        def attempt() -> T:
-            try:
-                return fn()
-            except Exception as exc:
-                mapped = map_secret_error(exc, what)
-                if mapped is exc:
-                    raise
-                if chain:
-                    raise mapped from exc
-                error = mapped
-            # raised outside the handler: no __context__ either (the library error holds the
-            # HTTP request and response, i.e. the material)
-            raise error
-
-        return (policy or self.retry)(attempt)
+        return call(policy or self.retry, what, fn, map_secret_error, chain=chain)
 
     # -- reads ------------------------------------------------------------------------------------
 
