@@ -173,8 +173,8 @@ def _sweep_baseline(
 ) -> dict[str, Any]:
     """Create ``names`` unnoticed, then register them with one in-process sweep (the services
     registered by an earlier call are swept too, at no cost beyond the listings)."""
-    from shared import runtime
-    from shared.config import load_settings
+    from gatehouse import runtime
+    from gatehouse.config import load_settings
 
     detach_run_events(state)
     fleet = RunFleet(state)

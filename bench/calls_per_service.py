@@ -35,7 +35,7 @@ from bench.harness import (
     read_stats,
     reset_stats,
 )
-from deploy.local.stack import ENVIRONMENT, ORGANIZATION, settings_env
+from gatehouse.local.stack import ENVIRONMENT, ORGANIZATION, settings_env
 
 TARGET_NEW = 10
 TARGET_UNCHANGED_READS = 3
@@ -65,10 +65,10 @@ def _through_pubsub(state: dict[str, Any]) -> dict[str, CallCount]:
 
 
 def _in_process(state: dict[str, Any]) -> dict[str, CallCount]:
-    from deploy.local.standins import apigee, cloudrun
-    from shared import runtime
-    from shared.config import load_settings
-    from shared.registration.plan import ServiceRef
+    from gatehouse import runtime
+    from gatehouse.config import load_settings
+    from gatehouse.local.standins import apigee, cloudrun
+    from gatehouse.registration.plan import ServiceRef
 
     with (
         apigee.start(org=ORGANIZATION, envs=(ENVIRONMENT, "prod")) as apigee_standin,

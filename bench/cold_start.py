@@ -59,8 +59,8 @@ from bench.harness import (
     ms,
     wait_until,
 )
-from deploy.local.processes import alive, free_port, spawn, stop
-from deploy.local.stack import REPO, settings_env
+from gatehouse.local.processes import alive, free_port, spawn, stop
+from gatehouse.local.stack import REPO, settings_env
 
 ROUNDS = 7
 WARMUP = "cold-warmup"  # the service of the discarded first round
@@ -205,15 +205,18 @@ def capture_pushes(
 # adds at start, and what the first event adds (lazy imports, then the clients runtime.registrar builds)
 IMPORT_STEPS = (
     ("functions_framework + flask (the bare function pays this too)", "import functions_framework, flask"),
-    ("functions.main on top (shared.events, shared.config: pydantic)", "import functions.main"),
+    ("functions/main.py on top (gatehouse.events, gatehouse.config: pydantic)", "import functions.main"),
     (
-        "first event: shared.runtime, registration, profiles",
-        "import shared.runtime, shared.registration.service",
+        "first event: gatehouse.runtime, registration, profiles",
+        "import gatehouse.runtime, gatehouse.registration.service",
     ),
-    ("first event: google.cloud.run_v2 + Cloud Run adapter", "import shared.adapters.cloudrun"),
-    ("first event: google.cloud.firestore (gRPC) + adapter", "import shared.adapters.firestore"),
-    ("first event: Apigee adapter (google.auth, requests)", "import shared.adapters.apigee"),
-    ("first event: runtime.registrar() (settings, profiles, 3 clients)", "functions.main._registrar()"),
+    ("first event: google.cloud.run_v2 + Cloud Run adapter", "import gatehouse.adapters.cloudrun"),
+    ("first event: google.cloud.firestore (gRPC) + adapter", "import gatehouse.adapters.firestore"),
+    ("first event: Apigee adapter (google.auth, requests)", "import gatehouse.adapters.apigee"),
+    (
+        "first event: runtime.registrar() (settings, profiles, 3 clients)",
+        "gatehouse.entrypoints.functions._registrar()",
+    ),
 )
 
 

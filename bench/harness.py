@@ -3,7 +3,7 @@ stand-ins' call counters, the Cloud Run client the benchmarks create services wi
 outcomes, and the shape of a reported figure.
 
 Nothing here is measured itself; it is the hands and eyes of the benchmarks. Every process a
-benchmark starts is started through a context manager here (or :func:`deploy.local.processes.spawn`
+benchmark starts is started through a context manager here (or :func:`gatehouse.local.processes.spawn`
 with a ``finally``), so it is stopped on success, failure and Ctrl-C alike.
 """
 
@@ -46,7 +46,7 @@ def log(message: str) -> None:
 
 def quiet_gatehouse_logs() -> None:
     """Route gatehouse's in-process logs to stderr at WARNING, as ``gatehouse reconcile`` does."""
-    from shared.logging import configure
+    from gatehouse.logging import configure
 
     configure(level=logging.WARNING, stream=sys.stderr)
 
@@ -119,9 +119,9 @@ def environment(env: dict[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def local_stack(label: str, **up_options: Any) -> Iterator[dict[str, Any]]:
-    """The real local stack (``deploy.local.stack.up``) in ``bench/results/<label>``, stopped on exit;
+    """The real local stack (``gatehouse.local.stack.up``) in ``bench/results/<label>``, stopped on exit;
     ``os.environ`` points at it meanwhile. A stack left behind by a killed run is stopped first."""
-    from deploy.local.stack import down, settings_env, up
+    from gatehouse.local.stack import down, settings_env, up
 
     state_dir = RESULTS / "stacks" / label
     down(state_dir)
@@ -237,7 +237,7 @@ class RunFleet:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import run_v2
 
-        from deploy.local.standins.discovery import Discovery
+        from gatehouse.local.standins.discovery import Discovery
 
         self.project, self.region = state["project"], state["region"]
         self.parent = f"projects/{self.project}/locations/{self.region}"
@@ -301,7 +301,7 @@ class Outcomes:
     """The outcomes ``Registrar`` records in Firestore, with the emulator's commit timestamps."""
 
     def __init__(self, project: str) -> None:
-        from shared.adapters.firestore import FirestoreCoordinator
+        from gatehouse.adapters.firestore import FirestoreCoordinator
 
         self.collection = FirestoreCoordinator(project).outcomes_ref
 
@@ -316,7 +316,7 @@ class Outcomes:
         return out
 
     def result(self, key: str) -> str | None:
-        from shared.adapters.firestore import _doc_id
+        from gatehouse.adapters.firestore import _doc_id
 
         snapshot = self.collection.document(_doc_id(key)).get()
         return str((snapshot.to_dict() or {}).get("result")) if snapshot.exists else None

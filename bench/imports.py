@@ -38,10 +38,10 @@ MODULES = {
 ENTRY_POINTS = {
     "functions/main.py (what a function imports before it listens)": "import functions.main",
     "first registration event (adapters and use case)": (
-        "import functions.main, shared.runtime, shared.registration.service, shared.adapters.cloudrun, "
-        "shared.adapters.firestore, shared.adapters.apigee"
+        "import functions.main, gatehouse.runtime, gatehouse.registration.service, "
+        "gatehouse.adapters.cloudrun, gatehouse.adapters.firestore, gatehouse.adapters.apigee"
     ),
-    "gatehouse CLI (--help path)": "import shared.cli",
+    "gatehouse CLI (--help path)": "import gatehouse.cli",
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -49,8 +49,8 @@ from bench.harness import (
     reset_stats,
     set_latency,
 )
-from deploy.local.processes import Managed, free_port, start_python, stop
-from deploy.local.stack import ENVIRONMENT, ORGANIZATION, REPO, settings_env
+from gatehouse.local.processes import Managed, free_port, start_python, stop
+from gatehouse.local.stack import ENVIRONMENT, ORGANIZATION, REPO, settings_env
 
 SERVICES = 1000
 LATENCY_MS = 50
@@ -72,7 +72,7 @@ def _standins(stack: ExitStack, log_dir: Path) -> dict[str, str]:
         port = free_port()
         managed: Managed = start_python(
             f"noop-sweep-{name}-standin",
-            ["-m", f"deploy.local.standins.{name}", "--port", str(port), *extra],
+            ["-m", f"gatehouse.local.standins.{name}", "--port", str(port), *extra],
             port=port,
             log_dir=log_dir,
             ready_path="/_standin/health",
@@ -83,11 +83,11 @@ def _standins(stack: ExitStack, log_dir: Path) -> dict[str, str]:
 
 
 def _register_all(fleet: RunFleet, names: list[str]) -> None:
-    from shared import runtime
-    from shared.adapters.http import RateLimiter
-    from shared.config import load_settings
-    from shared.profiles import load_profiles
-    from shared.registration.service import Registrar
+    from gatehouse import runtime
+    from gatehouse.adapters.http import RateLimiter
+    from gatehouse.config import load_settings
+    from gatehouse.profiles import load_profiles
+    from gatehouse.registration.service import Registrar
 
     started = time.perf_counter()
     fleet.create_many(names, workers=8)
@@ -112,8 +112,8 @@ def _register_all(fleet: RunFleet, names: list[str]) -> None:
 
 def _sweep(state: dict[str, Any]) -> tuple[float, CallCount]:
     """One timed in-process plan sweep with a fresh registrar (as a new job process would build)."""
-    from shared import runtime
-    from shared.config import load_settings
+    from gatehouse import runtime
+    from gatehouse.config import load_settings
 
     registrar = runtime.registrar(load_settings())
     reset_stats(state)
@@ -133,7 +133,7 @@ def _cli_sweep(state: dict[str, Any]) -> tuple[float, CallCount]:
     reset_stats(state)
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "reconcile", "--all", "--plan"],
+        [sys.executable, "-m", "gatehouse.cli", "reconcile", "--all", "--plan"],
         capture_output=True,
         text=True,
         check=False,
@@ -150,9 +150,9 @@ def _cli_sweep(state: dict[str, Any]) -> tuple[float, CallCount]:
 def _cli_start() -> float:
     """What the CLI pays before sweeping: interpreter start, its imports, building the registrar."""
     script = (
-        "import shared.cli, shared.cli_views\n"
-        "from shared import runtime\n"
-        "from shared.config import load_settings\n"
+        "import gatehouse.cli, gatehouse.cli_views\n"
+        "from gatehouse import runtime\n"
+        "from gatehouse.config import load_settings\n"
         "runtime.registrar(load_settings())\n"
     )
     runs = []
@@ -165,9 +165,9 @@ def _cli_start() -> float:
 
 def _phases(state: dict[str, Any]) -> dict[str, float]:
     """Where the time of one sweep goes, step by step, with the same adapters (no latency)."""
-    from shared import runtime
-    from shared.config import load_settings
-    from shared.registration.plan import ServiceRef
+    from gatehouse import runtime
+    from gatehouse.config import load_settings
+    from gatehouse.registration.plan import ServiceRef
 
     registrar = runtime.registrar(load_settings())
     project, region = state["project"], state["region"]

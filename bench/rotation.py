@@ -8,12 +8,12 @@ secrets), so this benchmark starts only the stand-ins it calls, Secret Manager, 
 Cloud Run (listed for the secrets' consumers), as processes of their own, fresh for each latency:
 no state file (the stack's stand-ins rewrite their whole state file, RSA keys included, on every
 change: the stand-in's cost, not the job's) and no notification topics on the secrets (nothing is
-published to ``on_command``). Targets are declared as ``deploy.local.samples.seed_rotation_targets``
+published to ``on_command``). Targets are declared as ``gatehouse.local.samples.seed_rotation_targets``
 declares them: accounts created in IAM, secrets labelled ``gatehouse-rotate`` through the official
 Secret Manager client. The job gets the ``GATEHOUSE_*`` settings ``settings_env`` gives the
 ``rotate-credentials`` job, minus the emulators it never calls.
 
-What is measured. ``shared.rotation.job.run`` in-process, with ``runtime.rotation_ports`` and
+What is measured. ``gatehouse.rotation.job.run`` in-process, with ``runtime.rotation_ports`` and
 ``RotationSettings.from_env`` as the ``rotate-credentials`` entry point builds them, as one task
 (shard 0 of 1: ``deploy/terraform/jobs.tf`` deploys the job with ``task_count = 1``): wall time of
 run 1 and run 2; HTTP calls per target by route from the stand-ins' counters, split Secret Manager /
@@ -63,8 +63,8 @@ from bench.harness import (
     standin_calls,
     time_limit,
 )
-from deploy.local.processes import Managed, free_port, start_python, stop
-from deploy.local.stack import PROJECT, REGION, ROTATION_IDENTITY
+from gatehouse.local.processes import Managed, free_port, start_python, stop
+from gatehouse.local.stack import PROJECT, REGION, ROTATION_IDENTITY
 
 SA_KEYS = 150
 GENERATED = 50
@@ -89,7 +89,7 @@ def _standins(stack: ExitStack, log_dir: Path, label: str) -> dict[str, str]:
         port = free_port()
         return start_python(
             f"rotation-{label}-{name}-standin",
-            ["-m", f"deploy.local.standins.{name}", "--port", str(port)],
+            ["-m", f"gatehouse.local.standins.{name}", "--port", str(port)],
             port=port,
             log_dir=log_dir,
             ready_path="/_standin/health",
@@ -172,7 +172,7 @@ def _seed(urls: dict[str, str], project: str, sa_keys: int, generated: int) -> N
 
 
 def _ports(settings: Any, rotation: Any, timer: PortTimer) -> Any:
-    from shared import runtime
+    from gatehouse import runtime
 
     ports = runtime.rotation_ports(settings, rotation)
     return dataclasses.replace(
@@ -196,9 +196,9 @@ def _close(ports: Any) -> None:
 
 def _run(urls: dict[str, str], expect: str, *, tasks: int = 1, limit: float = RUN_LIMIT_S) -> dict[str, Any]:
     """One job run (``tasks`` > 1: that many shards at once), timed; every target must end ``expect``."""
-    from shared.config import load_settings
-    from shared.rotation.job import run
-    from shared.rotation.settings import RotationSettings
+    from gatehouse.config import load_settings
+    from gatehouse.rotation.job import run
+    from gatehouse.rotation.settings import RotationSettings
 
     settings = load_settings()
     rotation = RotationSettings.from_env(os.environ)
@@ -326,10 +326,10 @@ def _calibrate(urls: dict[str, str], latency: int, samples: int = 40) -> dict[st
 def _key_test_cpu(urls: dict[str, str]) -> float:
     """Median ms the test step spends in the job's own CPU per sa-key (load the new key file in
     google-auth, sign a probe, verify with IAM's certificate), on key files the first run stored."""
-    from shared import runtime
-    from shared.config import load_settings
-    from shared.rotation.settings import RotationSettings
-    from shared.rotation.verify import check_key_file, key_id_of
+    from gatehouse import runtime
+    from gatehouse.config import load_settings
+    from gatehouse.rotation.settings import RotationSettings
+    from gatehouse.rotation.verify import check_key_file, key_id_of
 
     ports = runtime.rotation_ports(load_settings(), RotationSettings.from_env(os.environ))
     samples = []
@@ -351,9 +351,9 @@ def _key_test_cpu(urls: dict[str, str]) -> float:
 def _profile(urls: dict[str, str]) -> dict[str, Any]:
     """cProfile of a first run over a smaller set (20 sa-key, 10 generated) at 0 ms, in its own
     project on the same stand-ins: where the job's own time goes (tottime, top 12)."""
-    from shared.config import load_settings
-    from shared.rotation.job import run
-    from shared.rotation.settings import RotationSettings
+    from gatehouse.config import load_settings
+    from gatehouse.rotation.job import run
+    from gatehouse.rotation.settings import RotationSettings
 
     sa_keys, generated = PROFILE_TARGETS
     _seed(urls, PROFILE_PROJECT, sa_keys, generated)

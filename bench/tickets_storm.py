@@ -5,12 +5,12 @@ hourly ticket cap at its default of 10 and at 20.
 Setup (not measured). A full local stack: the alerts topic and its pull subscription on the Pub/Sub
 emulator, the ledger in the Firestore emulator, tickets in the GitHub stand-in, per-minute
 analytics in the Apigee stand-in. For each of 20 proxies an hour of calm traffic then 20 minutes of
-incident is seeded (``deploy.local.samples.scenario``: even proxies target-bound with a ``target``
+incident is seeded (``gatehouse.local.samples.scenario``: even proxies target-bound with a ``target``
 latency alert, odd ones a traffic spike with a ``proxy`` latency alert), and one open incident
 notification (``samples.incident``) is built per proxy. The 10,000 messages are published to the
 alerts topic with ``samples.publish`` (one ``PublisherClient``, default batching).
 
-What is measured. ``shared.tickets.run`` in-process with ``runtime.ticket_ports`` and
+What is measured. ``gatehouse.tickets.run`` in-process with ``runtime.ticket_ports`` and
 ``runtime.ticket_settings`` as the ``latency-tickets`` entry point builds them, run again and again
 (at most 5 times) until a run finds the subscription drained: the first run pulls all 10,000 (its
 ``max_messages``), the next one confirms the subscription is empty. (a) cap 10 on one stack: 10
@@ -52,7 +52,7 @@ from bench.harness import (
     standin_calls,
     time_limit,
 )
-from deploy.local import samples
+from gatehouse.local import samples
 
 PROXIES = 20
 RESENDS = 500
@@ -93,7 +93,7 @@ def _publish(state: dict[str, Any], incidents: list[dict[str, Any]]) -> float:
 
 def _drain_only(state: dict[str, Any]) -> dict[str, float]:
     """Pull and acknowledge everything without processing it, through the job's own adapter."""
-    from shared.adapters.pubsub import ACK_CHUNK, MAX_PULL, PubSubMessages
+    from gatehouse.adapters.pubsub import ACK_CHUNK, MAX_PULL, PubSubMessages
 
     messages = PubSubMessages(state["subscriptions"]["alerts"])
     pulled, pulls = 0, 0
@@ -150,7 +150,7 @@ class _LimiterProbe:
 
 def _ports(settings: Any, config: Any, timer: PortTimer) -> tuple[Any, dict[str, _LimiterProbe]]:
     """The job's ports, timed, and probes on its three client-side rate limiters."""
-    from shared import runtime
+    from gatehouse import runtime
 
     ports = runtime.ticket_ports(settings, config)
     analytics: Any = ports.stats  # ApigeeAnalytics
@@ -195,9 +195,9 @@ def _issues(state: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _storm(state: dict[str, Any], cap: int, incidents: list[dict[str, Any]]) -> dict[str, Any]:
     """Publish the storm, then run the job until the subscription is drained; check the tickets."""
-    from shared import runtime
-    from shared.config import load_settings, load_tickets_config
-    from shared.tickets import run
+    from gatehouse import runtime
+    from gatehouse.config import load_settings, load_tickets_config
+    from gatehouse.tickets import run
 
     published = _publish(state, incidents)
     log(f"tickets_storm cap {cap}: published {NOTIFICATIONS} in {published:.2f}s")

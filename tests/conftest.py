@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from deploy.local.stack import down, settings_env, up
+    from gatehouse.local.stack import down, settings_env, up
 
     state_dir = tmp_path_factory.mktemp("stack")
     # sync: deletions undeploy, so the e2e tests can see every policy path; two worker processes per

@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import NotFoundError, PermanentError, TransientError
-from shared.ports import ChangeReport, Deployment, DeploymentStatus, Outcome, ProxyInfo, RouteConflict
+from gatehouse.errors import NotFoundError, PermanentError, TransientError
+from gatehouse.ports import ChangeReport, Deployment, DeploymentStatus, Outcome, ProxyInfo, RouteConflict
 
 
 @dataclass

@@ -34,11 +34,11 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shared.errors import ConflictError, NotFoundError, PermanentError, TransientError
-from shared.rotation import material
-from shared.rotation.generate import GeneratorSpec, nonconformance
-from shared.rotation.material import Material
-from shared.rotation.ports import (
+from gatehouse.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from gatehouse.rotation import material
+from gatehouse.rotation.generate import GeneratorSpec, nonconformance
+from gatehouse.rotation.material import Material
+from gatehouse.rotation.ports import (
     AccessedVersion,
     ConsumerRef,
     KeyInfo,
@@ -49,8 +49,8 @@ from shared.rotation.ports import (
     VersionInfo,
     VersionState,
 )
-from shared.rotation.state import read_state
-from shared.rotation.target import account_project
+from gatehouse.rotation.state import read_state
+from gatehouse.rotation.target import account_project
 
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 KEY_LIMIT = 10

@@ -7,8 +7,8 @@ import json
 import pytest
 import requests
 
-from shared.adapters.http import RateLimiter, error_from_response, retrying
-from shared.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from gatehouse.adapters.http import RateLimiter, error_from_response, retrying
+from gatehouse.errors import ConflictError, NotFoundError, PermanentError, TransientError
 
 
 def response(status: int, body: object = None, headers: dict[str, str] | None = None) -> requests.Response:

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from shared.bundle import Bundle, owner_marker, render, write_tree
-from shared.errors import InputError
-from shared.exposure import ProxySpec, RunService, desired
-from shared.profiles import ProfileSet, load_profiles, parse_profiles
+from gatehouse.bundle import Bundle, owner_marker, render, write_tree
+from gatehouse.errors import InputError
+from gatehouse.exposure import ProxySpec, RunService, desired
+from gatehouse.profiles import ProfileSet, load_profiles, parse_profiles
 
 FIXTURES = Path(__file__).parent / "fixtures" / "services"
 PROFILES = load_profiles()

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from shared.bundle import render, write_tree
-from shared.exposure import ProxySpec, RunService, desired
-from shared.profiles import ProfileSet, load_profiles, parse_profiles
+from gatehouse.bundle import render, write_tree
+from gatehouse.exposure import ProxySpec, RunService, desired
+from gatehouse.profiles import ProfileSet, load_profiles, parse_profiles
 
 pytestmark = pytest.mark.lint
 

@@ -17,10 +17,10 @@ from typing import Any
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from shared.bundle import Bundle, render
-from shared.errors import InputError
-from shared.exposure import NotExposed, ProxySpec, RunService, desired
-from shared.profiles import load_profiles
+from gatehouse.bundle import Bundle, render
+from gatehouse.errors import InputError
+from gatehouse.exposure import NotExposed, ProxySpec, RunService, desired
+from gatehouse.profiles import load_profiles
 
 PROFILES = load_profiles()
 BASE = json.loads((Path(__file__).parent / "fixtures" / "services" / "v2-default-profile.json").read_text())

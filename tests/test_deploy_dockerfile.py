@@ -9,6 +9,7 @@ names, and a build context (.dockerignore) that carries only what the image need
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -133,9 +134,12 @@ def test_serves_the_cloudevent_function_named_by_function_target() -> None:
     assert "FUNCTION_TARGET" in cmd and "--target" in cmd
     assert '"exec ' in cmd or cmd.startswith("exec") or cmd.startswith('["functions-framework"')
     assert not final.all("ENTRYPOINT"), "jobs override the command; an ENTRYPOINT would get in the way"
-    main = (ROOT / "functions" / "main.py").read_text(encoding="utf-8")
+    main = importlib.import_module("functions.main")  # the script FUNCTION_SOURCE names
     for target in ("on_run_event", "on_command"):
-        assert f"def {target}(" in main
+        assert callable(getattr(main, target))
+    copied = " ".join(final.all("COPY"))
+    assert "/app/functions" in copied and "/app/jobs" in copied, "the entry scripts sit beside the venv"
+    assert re.search(r"FUNCTION_SOURCE=/app/functions/main\.py", env)
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:

@@ -1,4 +1,4 @@
-"""shared.events: every delivery form x payload type, identity across wrappers, and malformed input."""
+"""gatehouse.events: every delivery form x payload type, identity across wrappers, and malformed input."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InputError
-from shared.events import MAX_PAYLOAD_BYTES, Command, Event, ServiceChange, decode, decode_cloud_event
+from gatehouse.errors import InputError
+from gatehouse.events import MAX_PAYLOAD_BYTES, Command, Event, ServiceChange, decode, decode_cloud_event
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 P, R, NUM = "shop-prod-417", "europe-west1", "804214596321"

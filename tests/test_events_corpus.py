@@ -1,4 +1,4 @@
-"""Conformance of shared.events against the real public payloads in ../shared/corpus (skipped without it).
+"""Conformance of gatehouse.events against the real public payloads in ../shared/corpus (skipped without it).
 
 Every file must decode or raise InputError. Files that are only fragments (attribute maps, decoded
 ``data`` bodies, non-JSON Pub/Sub test messages) are expected to be InputError; the point is no crash.
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InputError
-from shared.events import decode, decode_cloud_event
+from gatehouse.errors import InputError
+from gatehouse.events import decode, decode_cloud_event
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 if not CORPUS.is_dir():

@@ -1,4 +1,4 @@
-"""shared.events is total: any input decodes to a JSON-ready event or raises InputError, nothing else."""
+"""gatehouse.events is total: any input decodes to a JSON-ready event or raises InputError, nothing else."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.errors import InputError
-from shared.events import decode, decode_cloud_event
+from gatehouse.errors import InputError
+from gatehouse.events import decode, decode_cloud_event
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 DOCS = {

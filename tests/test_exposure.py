@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InputError, TransientError
-from shared.exposure import (
+from gatehouse.errors import InputError, TransientError
+from gatehouse.exposure import (
     ExposureError,
     NotExposed,
     ProxySpec,
@@ -22,7 +22,7 @@ from shared.exposure import (
     desired,
     proxy_name,
 )
-from shared.profiles import ProfileSet, load_profiles, parse_profiles
+from gatehouse.profiles import ProfileSet, load_profiles, parse_profiles
 
 FIXTURES = Path(__file__).parent / "fixtures" / "services"
 PROFILES = load_profiles()

@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # modules that must stay pure (decoding, contract, rendering, planning, reports)
 PURE_PACKAGES = {
-    "shared.registration": {"plan"},
-    "shared.rotation": {
+    "gatehouse.registration": {"plan"},
+    "gatehouse.rotation": {
         "material",
         "settings",
         "target",
@@ -25,7 +25,7 @@ PURE_PACKAGES = {
         "report",
         "shard",
     },
-    "shared.tickets": {
+    "gatehouse.tickets": {
         "settings",
         "fingerprint",
         "evidence",
@@ -38,13 +38,13 @@ PURE_PACKAGES = {
     },
 }
 PURE_MODULES = {
-    "shared.events",
-    "shared.exposure",
-    "shared.profiles",
-    "shared.bundle",
-    "shared.ports",
-    "shared.rotation.ports",
-    "shared.tickets.ports",
+    "gatehouse.events",
+    "gatehouse.exposure",
+    "gatehouse.profiles",
+    "gatehouse.bundle",
+    "gatehouse.ports",
+    "gatehouse.rotation.ports",
+    "gatehouse.tickets.ports",
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from deploy.local.processes import alive
+from gatehouse.local.processes import alive
 
 pytestmark = pytest.mark.stack
 REQUIRED = {
@@ -35,7 +35,7 @@ REQUIRED = {
 
 
 def test_a_second_stack_runs_beside_the_first_and_stops_alone(stack: dict[str, Any], tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "shared.cli", "local"]
+    cli = [sys.executable, "-m", "gatehouse.cli", "local"]
     up = subprocess.run(
         [*cli, "up", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=180, check=True
     )

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.logging import bound, configure, event, get_logger, redact
+from gatehouse.logging import bound, configure, event, get_logger, redact
 
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import InputError
-from shared.profiles import (
+from gatehouse.errors import InputError
+from gatehouse.profiles import (
     ApiKeyAuth,
     JwtAuth,
     NoAuth,

@@ -22,7 +22,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 
-from shared import exposure
+from gatehouse import exposure
 from tests.conftest import read_log, wait_for
 
 pytestmark = pytest.mark.stack
@@ -72,7 +72,7 @@ class Fleet:
         self.client.delete_service(name=self.key(name)).result()
 
     def outcome(self, name: str) -> dict[str, Any] | None:
-        from shared.adapters.firestore import FirestoreCoordinator
+        from gatehouse.adapters.firestore import FirestoreCoordinator
 
         found = FirestoreCoordinator(self.project).outcomes(self.key(name))
         return found[0].__dict__ if found else None
@@ -248,8 +248,8 @@ def test_permanent_errors_and_bad_messages_are_acknowledged_once(fleet: Fleet) -
 
 
 def test_a_handmade_proxy_with_the_same_name_is_never_touched(fleet: Fleet) -> None:
-    from shared import bundle
-    from shared.profiles import load_profiles
+    from gatehouse import bundle
+    from gatehouse.profiles import load_profiles
 
     # someone imported a proxy by hand under the name gatehouse would choose
     spec = exposure.ProxySpec(
@@ -286,7 +286,7 @@ def test_commands_and_cli_see_the_same_state(fleet: Fleet, stack: dict[str, Any]
         lambda: f"reconcile plan: {fleet.key('e2e-cli')} -> unchanged" in read_log(stack, "on_command"),
         what="on_command's plan line",
     )
-    cli = [sys.executable, "-m", "shared.cli", "--stack", stack["state_dir"]]
+    cli = [sys.executable, "-m", "gatehouse.cli", "--stack", stack["state_dir"]]
     status = subprocess.run(
         [*cli, "status", fleet.key("e2e-cli"), "--json"],
         capture_output=True,

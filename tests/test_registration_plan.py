@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import Policy
-from shared.ports import Deployment, ProxyInfo
-from shared.registration.plan import (
+from gatehouse.config import Policy
+from gatehouse.ports import Deployment, ProxyInfo
+from gatehouse.registration.plan import (
     FAILED_LABEL,
     HASH_LABEL,
     NEW,

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from shared import exposure
-from shared.config import Policy, Settings
-from shared.profiles import load_profiles
-from shared.registration.plan import FAILED_LABEL, OWNER_LABEL, REVISION_LABEL, ServiceRef
-from shared.registration.service import Registrar
+from gatehouse import exposure
+from gatehouse.config import Policy, Settings
+from gatehouse.profiles import load_profiles
+from gatehouse.registration.plan import FAILED_LABEL, OWNER_LABEL, REVISION_LABEL, ServiceRef
+from gatehouse.registration.service import Registrar
 from tests.registration_fakes import FakeApigee, FakeCloudRun, FakeCoordinator, v2_service
 
 PROJECT, REGION = "shop-prod", "europe-west1"
@@ -206,7 +206,7 @@ def test_sweep_plans_creates_updates_and_orphans_from_bulk_listings() -> None:
 
 @pytest.mark.parametrize("method", ["import", "deploy", "status"])
 def test_a_transient_failure_surfaces_as_transient(method: str) -> None:
-    from shared.errors import TransientError
+    from gatehouse.errors import TransientError
 
     registrar, apigee, _, _ = make(svc("orders"))
     apigee.transient_once.add(method)

@@ -1,7 +1,7 @@
 """The rotation job with the REAL adapters against the stand-ins: Secret Manager, IAM, Org Policy
 and Cloud Run (services and jobs), all served in this process and reached over HTTP through the
 same clients production uses. The fakes in rotation_fakes.py test the planner's corner cases; this
-file proves the adapters keep the contract of shared/rotation/ports.py end to end, including under
+file proves the adapters keep the contract of shared/gatehouse/rotation/ports.py end to end, including under
 injected 503/429 faults, and that no key or generated value reaches any output."""
 
 from __future__ import annotations
@@ -25,23 +25,23 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import secretmanager
 from rotation_fakes import FakeClock, key_file
 
-from deploy.local.standins import cloudrun, iam, orgpolicy
-from deploy.local.standins import secretmanager as sm_standin
-from deploy.local.standins.server import Handle, serve
-from shared.adapters.consumers import CloudRunConsumers
-from shared.adapters.iam import IamKeyAdmin
-from shared.adapters.orgpolicy import NoOrgPolicies, OrgPolicyReader
-from shared.adapters.secretmanager import SecretManagerStore
-from shared.adapters.tokens import GoogleTokenExchange
-from shared.errors import NotFoundError, TransientError
-from shared.rotation.generate import GeneratorSpec, nonconformance
-from shared.rotation.job import run
-from shared.rotation.material import Material, crc32c
-from shared.rotation.ports import CredentialRejectedError, NewKey, OrgPolicies, RotationPorts
-from shared.rotation.report import RunReport, render_json, render_markdown
-from shared.rotation.settings import RotationSettings
-from shared.rotation.state import read_state
-from shared.rotation.verify import check_key_file
+from gatehouse.adapters.consumers import CloudRunConsumers
+from gatehouse.adapters.iam import IamKeyAdmin
+from gatehouse.adapters.orgpolicy import NoOrgPolicies, OrgPolicyReader
+from gatehouse.adapters.secretmanager import SecretManagerStore
+from gatehouse.adapters.tokens import GoogleTokenExchange
+from gatehouse.errors import NotFoundError, TransientError
+from gatehouse.local.standins import cloudrun, iam, orgpolicy
+from gatehouse.local.standins import secretmanager as sm_standin
+from gatehouse.local.standins.server import Handle, serve
+from gatehouse.rotation.generate import GeneratorSpec, nonconformance
+from gatehouse.rotation.job import run
+from gatehouse.rotation.material import Material, crc32c
+from gatehouse.rotation.ports import CredentialRejectedError, NewKey, OrgPolicies, RotationPorts
+from gatehouse.rotation.report import RunReport, render_json, render_markdown
+from gatehouse.rotation.settings import RotationSettings
+from gatehouse.rotation.state import read_state
+from gatehouse.rotation.verify import check_key_file
 
 PROJECT, NUMBER, REGION = "app-proj", "123456789012", "europe-west1"
 JOB = f"rotator@{PROJECT}.iam.gserviceaccount.com"
@@ -487,7 +487,7 @@ class leak_capture:  # noqa: N801 - used as a context manager like a function
         stream_handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
         self.handlers: list[logging.Handler] = [self.handler, stream_handler]
         # handlers on ``google`` and ``gatehouse`` themselves: both may stop propagating (google-auth
-        # turns propagation off unless ``google`` is configured; shared.logging.configure too)
+        # turns propagation off unless ``google`` is configured; gatehouse.logging.configure too)
         for name in ("", "google", "gatehouse", "urllib3"):
             logger = logging.getLogger(name)
             self.saved.append((logger, logger.level, logger.propagate))

@@ -16,8 +16,8 @@ import pytest
 import requests
 from google.oauth2 import service_account
 
-from deploy.local import samples
-from deploy.local.demo import run_command
+from gatehouse.local import samples
+from gatehouse.local.demo import run_command
 from tests.conftest import read_log, wait_for
 
 pytestmark = pytest.mark.stack
@@ -96,7 +96,7 @@ def test_secret_rotate_notification_rotates_that_secret_keeping_the_old_key(stac
 def test_cli_plan_changes_nothing_and_reports_every_target(stack: dict[str, Any]) -> None:
     tag = uuid.uuid4().hex[:6]
     samples.seed_rotation_targets(stack, [{"secret": f"e2e-plan-{tag}", "kind": "generated"}])
-    cli = [sys.executable, "-m", "shared.cli", "--stack", stack["state_dir"], "rotate", "--plan", "--json"]
+    cli = [sys.executable, "-m", "gatehouse.cli", "--stack", stack["state_dir"], "rotate", "--plan", "--json"]
     result = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=False)
     report = json.loads(result.stdout)
     mine = [t for t in report["targets"] if t["secret"].endswith(f"/e2e-plan-{tag}")]

@@ -9,9 +9,9 @@ import pytest
 from google.oauth2 import service_account
 from rotation_fakes import Crash, World
 
-from shared.errors import ConflictError, NotFoundError, PermanentError, TransientError
-from shared.rotation.material import Material, crc32c
-from shared.rotation.ports import KeyPolicy, VersionState
+from gatehouse.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from gatehouse.rotation.material import Material, crc32c
+from gatehouse.rotation.ports import KeyPolicy, VersionState
 
 NAME = "projects/p1/secrets/s1"
 SA = "app-one@proj-one.iam.gserviceaccount.com"

@@ -31,11 +31,11 @@ from datetime import timedelta
 import pytest
 from rotation_fakes import Crash, World
 
-from shared.rotation.generate import Alphabet, GeneratorSpec
-from shared.rotation.job import run
-from shared.rotation.ports import VersionState
-from shared.rotation.settings import RotationSettings
-from shared.rotation.state import read_state
+from gatehouse.rotation.generate import Alphabet, GeneratorSpec
+from gatehouse.rotation.job import run
+from gatehouse.rotation.ports import VersionState
+from gatehouse.rotation.settings import RotationSettings
+from gatehouse.rotation.state import read_state
 
 NAME = "projects/p1/secrets/app-credential"
 SA = "app-one@proj-one.iam.gserviceaccount.com"

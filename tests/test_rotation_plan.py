@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.rotation.plan import (
+from gatehouse.rotation.plan import (
     AddMirror,
     Adopt,
     Begin,
@@ -31,10 +31,10 @@ from shared.rotation.plan import (
     Test,
     plan,
 )
-from shared.rotation.ports import KeyInfo, KeyPolicy, SecretInfo, VersionInfo, VersionState
-from shared.rotation.settings import RotationSettings
-from shared.rotation.state import Record, RotationState, write_state
-from shared.rotation.target import Kind, Target, parse_target
+from gatehouse.rotation.ports import KeyInfo, KeyPolicy, SecretInfo, VersionInfo, VersionState
+from gatehouse.rotation.settings import RotationSettings
+from gatehouse.rotation.state import Record, RotationState, write_state
+from gatehouse.rotation.target import Kind, Target, parse_target
 
 NOW = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
 NAME = "projects/p1/secrets/app-key"

@@ -13,15 +13,15 @@ from datetime import timedelta
 import pytest
 from rotation_fakes import World
 
-from shared.errors import TransientError
-from shared.logging import CloudLoggingFormatter
-from shared.rotation.generate import Alphabet, Format, GeneratorSpec
-from shared.rotation.job import run
-from shared.rotation.material import Material
-from shared.rotation.ports import ConsumerRef, CredentialRejectedError, KeyPolicy, VersionState
-from shared.rotation.report import RunReport, TargetReport, render_json, render_markdown
-from shared.rotation.settings import RotationSettings
-from shared.rotation.state import read_state
+from gatehouse.errors import TransientError
+from gatehouse.logging import CloudLoggingFormatter
+from gatehouse.rotation.generate import Alphabet, Format, GeneratorSpec
+from gatehouse.rotation.job import run
+from gatehouse.rotation.material import Material
+from gatehouse.rotation.ports import ConsumerRef, CredentialRejectedError, KeyPolicy, VersionState
+from gatehouse.rotation.report import RunReport, TargetReport, render_json, render_markdown
+from gatehouse.rotation.settings import RotationSettings
+from gatehouse.rotation.state import read_state
 
 JOB = "rotator@proj-one.iam.gserviceaccount.com"
 SA1 = "app-one@proj-one.iam.gserviceaccount.com"
@@ -255,7 +255,7 @@ def test_a_rotation_rejected_twice_keeps_one_live_mirror_and_one_key() -> None:
 def test_the_executor_refuses_to_disable_or_destroy_the_newest_version(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from shared.rotation import plan as p
+    from gatehouse.rotation import plan as p
 
     world = fleet(World())
     run(world.ports(), settings(), secret=TOKEN)  # current 2, previous 1

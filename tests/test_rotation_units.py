@@ -10,16 +10,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rotation_fakes import key_file, rsa_key_pairs
 
-from shared.errors import InputError
-from shared.rotation import shard
-from shared.rotation.consumers import assess
-from shared.rotation.generate import Alphabet, Format, GeneratorSpec, generate, nonconformance
-from shared.rotation.material import Material, crc32c
-from shared.rotation.ports import ConsumerRef, CredentialRejectedError, VersionState
-from shared.rotation.settings import RotationSettings, default_holder, format_duration, parse_duration
-from shared.rotation.state import Record, RotationState, read_state, write_state
-from shared.rotation.target import Kind, TargetError, parse_target
-from shared.rotation.verify import check_generated, check_key_file, key_id_of
+from gatehouse.errors import InputError
+from gatehouse.rotation import shard
+from gatehouse.rotation.consumers import assess
+from gatehouse.rotation.generate import Alphabet, Format, GeneratorSpec, generate, nonconformance
+from gatehouse.rotation.material import Material, crc32c
+from gatehouse.rotation.ports import ConsumerRef, CredentialRejectedError, VersionState
+from gatehouse.rotation.settings import RotationSettings, default_holder, format_duration, parse_duration
+from gatehouse.rotation.state import Record, RotationState, read_state, write_state
+from gatehouse.rotation.target import Kind, TargetError, parse_target
+from gatehouse.rotation.verify import check_generated, check_key_file, key_id_of
 
 SETTINGS = RotationSettings(holder="t")
 SA = "app-one@proj-one.iam.gserviceaccount.com"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.local import processes
-from deploy.local.standins import apigee
-from deploy.local.standins.server import Handle
+from gatehouse.local import processes
+from gatehouse.local.standins import apigee
+from gatehouse.local.standins.server import Handle
 
 SA = "gatehouse-proxy@my-proj.iam.gserviceaccount.com"
 OCTET = {"Content-Type": "application/octet-stream"}
@@ -492,7 +492,16 @@ def test_call_stats_by_route_template(stand: Handle) -> None:
 
 def test_cli_serves_and_persists_state(tmp_path: Path) -> None:
     state = tmp_path / "apigee.json"
-    argv = ["-m", "deploy.local.standins.apigee", "--state-file", str(state), "--org", "acme", "--env", "dev"]
+    argv = [
+        "-m",
+        "gatehouse.local.standins.apigee",
+        "--state-file",
+        str(state),
+        "--org",
+        "acme",
+        "--env",
+        "dev",
+    ]
 
     def launch() -> processes.Managed:
         port = processes.free_port()

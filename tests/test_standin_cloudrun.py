@@ -17,9 +17,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import pubsub_v1, run_v2
 from google.iam.v1 import policy_pb2
 
-from deploy.local import processes
-from deploy.local.standins import cloudrun
-from deploy.local.standins.server import Handle
+from gatehouse.local import processes
+from gatehouse.local.standins import cloudrun
+from gatehouse.local.standins.server import Handle
 
 PROJECT = "my-proj"
 PARENT = f"projects/{PROJECT}/locations/europe-west1"
@@ -337,7 +337,7 @@ def test_cli_serves_the_official_client(tmp_path: Path) -> None:
         "cloudrun-standin",
         [
             "-m",
-            "deploy.local.standins.cloudrun",
+            "gatehouse.local.standins.cloudrun",
             "--port",
             str(port),
             "--project-number-map",

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import requests
 
-from deploy.local import processes
-from deploy.local.standins import github
-from deploy.local.standins.server import Handle
+from gatehouse.local import processes
+from gatehouse.local.standins import github
+from gatehouse.local.standins.server import Handle
 
 AUTH = {"Authorization": "Bearer test-token", "Accept": "application/vnd.github+json"}
 REPO = "shop/platform"
@@ -179,7 +179,14 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
     port = processes.free_port()
     managed = processes.start_python(
         "github-standin",
-        ["-m", "deploy.local.standins.github", "--port", str(port), "--state-file", str(tmp_path / "s.json")],
+        [
+            "-m",
+            "gatehouse.local.standins.github",
+            "--port",
+            str(port),
+            "--state-file",
+            str(tmp_path / "s.json"),
+        ],
         port=port,
         log_dir=tmp_path,
         ready_path="/_standin/health",
@@ -194,7 +201,7 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
         processes.stop(managed)
     assert (tmp_path / "s.json").exists()
     help_text = subprocess.run(
-        [sys.executable, "-m", "deploy.local.standins.github", "--help"],
+        [sys.executable, "-m", "gatehouse.local.standins.github", "--help"],
         capture_output=True,
         text=True,
         check=True,

@@ -24,13 +24,13 @@ from google.oauth2 import service_account
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from deploy.local import processes
-from deploy.local.standins import iam, orgpolicy
-from deploy.local.standins.server import Handle
-from shared.adapters.iam import IamKeyAdmin, key_file_bytes
-from shared.adapters.orgpolicy import NoOrgPolicies, OrgPolicyReader, expiry_hours
-from shared.errors import NotFoundError, PermanentError
-from shared.rotation.ports import KeyPolicy
+from gatehouse.adapters.iam import IamKeyAdmin, key_file_bytes
+from gatehouse.adapters.orgpolicy import NoOrgPolicies, OrgPolicyReader, expiry_hours
+from gatehouse.errors import NotFoundError, PermanentError
+from gatehouse.local import processes
+from gatehouse.local.standins import iam, orgpolicy
+from gatehouse.local.standins.server import Handle
+from gatehouse.rotation.ports import KeyPolicy
 
 PROJECT = "app-proj"
 EMAIL = f"app-one@{PROJECT}.iam.gserviceaccount.com"
@@ -271,7 +271,7 @@ def test_adapter_maps_refusals_to_failed_precondition(api: Any, admin: IamKeyAdm
 
 
 def test_adapter_does_not_retry_key_creation_after_a_5xx(admin: IamKeyAdmin, stand: Handle, api: Any) -> None:
-    from shared.errors import TransientError
+    from gatehouse.errors import TransientError
 
     faults = {"error_rate": 1.0, "statuses": [503], "routes": ["keys.create"]}
     requests.post(stand.url + "/_standin/faults", json=faults, timeout=10)
@@ -369,7 +369,7 @@ def test_cli_serves_and_persists_state(tmp_path: Path) -> None:
         port = processes.free_port()
         argv = [
             "-m",
-            f"deploy.local.standins.{module}",
+            f"gatehouse.local.standins.{module}",
             "--port",
             str(port),
             "--state-file",

@@ -19,13 +19,13 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import pubsub_v1, secretmanager
 
-from deploy.local import processes
-from deploy.local.standins import secretmanager as sm
-from deploy.local.standins.server import Handle
-from shared.adapters.secretmanager import SecretManagerStore
-from shared.errors import ConflictError, NotFoundError, PermanentError, TransientError
-from shared.rotation.material import Material, crc32c
-from shared.rotation.ports import VersionState
+from gatehouse.adapters.secretmanager import SecretManagerStore
+from gatehouse.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from gatehouse.local import processes
+from gatehouse.local.standins import secretmanager as sm
+from gatehouse.local.standins.server import Handle
+from gatehouse.rotation.material import Material, crc32c
+from gatehouse.rotation.ports import VersionState
 
 PROJECT, NUMBER = "app-proj", "123456789012"
 SECRET = f"projects/{NUMBER}/secrets/api-token"
@@ -442,7 +442,14 @@ def test_cli_serves_and_persists_state(tmp_path: Path) -> None:
 
     def start() -> processes.Managed:
         port = processes.free_port()
-        argv = ["-m", "deploy.local.standins.secretmanager", "--port", str(port), "--state-file", str(state)]
+        argv = [
+            "-m",
+            "gatehouse.local.standins.secretmanager",
+            "--port",
+            str(port),
+            "--state-file",
+            str(state),
+        ]
         argv += ["--project-number-map", f"{PROJECT}={NUMBER}"]
         return processes.start_python(
             "sm-standin", argv, port=port, log_dir=tmp_path, ready_path="/_standin/health", timeout=30

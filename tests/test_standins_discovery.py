@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from deploy.local.standins import apigee, cloudrun
-from deploy.local.standins.discovery import Discovery, DiscoveryError
-from deploy.local.standins.server import Handle, StandIn, handles
+from gatehouse.local.standins import apigee, cloudrun
+from gatehouse.local.standins.discovery import Discovery, DiscoveryError
+from gatehouse.local.standins.server import Handle, StandIn, handles
 
 STANDINS: list[type[StandIn]] = [apigee.Apigee, cloudrun.CloudRun]
 

@@ -12,10 +12,10 @@ import pytest
 import requests
 from test_standins_discovery import _routes
 
-from deploy.local.standins import cloudrun, iam, orgpolicy, secretmanager
-from deploy.local.standins.cloudrun_jobs_crud import JobsCrudMixin
-from deploy.local.standins.discovery import Discovery
-from deploy.local.standins.server import Handle, StandIn, serve
+from gatehouse.local.standins import cloudrun, iam, orgpolicy, secretmanager
+from gatehouse.local.standins.cloudrun_jobs_crud import JobsCrudMixin
+from gatehouse.local.standins.discovery import Discovery
+from gatehouse.local.standins.server import Handle, StandIn, serve
 
 STANDINS: list[type[StandIn]] = [iam.Iam, secretmanager.SecretManager, orgpolicy.OrgPolicy, cloudrun.CloudRun]
 

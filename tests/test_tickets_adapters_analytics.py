@@ -1,5 +1,5 @@
 """ApigeeAnalytics against the Apigee stand-in: the stats query (format, parsing round trip through
-shared.tickets.evidence) and the deployed bundle read."""
+gatehouse.tickets.evidence) and the deployed bundle read."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 import requests
 
-from deploy.local.standins import apigee
-from deploy.local.standins.server import Handle
-from shared.adapters.apigee import ApigeeClient
-from shared.adapters.apigee_analytics import ApigeeAnalytics, time_range
-from shared.adapters.http import RateLimiter
-from shared.errors import InputError
-from shared.tickets.evidence import SELECT, build_evidence, parse_stats
-from shared.tickets.proxyconfig import parse_bundle
+from gatehouse.adapters.apigee import ApigeeClient
+from gatehouse.adapters.apigee_analytics import ApigeeAnalytics, time_range
+from gatehouse.adapters.http import RateLimiter
+from gatehouse.errors import InputError
+from gatehouse.local.standins import apigee
+from gatehouse.local.standins.server import Handle
+from gatehouse.tickets.evidence import SELECT, build_evidence, parse_stats
+from gatehouse.tickets.proxyconfig import parse_bundle
 from tests.tickets_fakes import T0, direct_bundle, scenario_minutes
 
 ORG = "shop-org"

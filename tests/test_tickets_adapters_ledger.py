@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from deploy.local import processes
-from shared.adapters.ledger import FirestoreLedger, parse_version, version_of
-from shared.tickets import TicketPorts, TicketSettings, run
-from shared.tickets.job import RunReport
-from shared.tickets.ports import StaleWriteError
+from gatehouse.adapters.ledger import FirestoreLedger, parse_version, version_of
+from gatehouse.local import processes
+from gatehouse.tickets import TicketPorts, TicketSettings, run
+from gatehouse.tickets.job import RunReport
+from gatehouse.tickets.ports import StaleWriteError
 from tests.tickets_fakes import (
     T0,
     FakeBundles,

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from google.cloud import pubsub_v1
 
-from deploy.local import processes
-from shared.adapters.pubsub import PubSubMessages
-from shared.tickets import TicketPorts, TicketSettings, run
-from shared.tickets.ports import PulledMessage
+from gatehouse.adapters.pubsub import PubSubMessages
+from gatehouse.local import processes
+from gatehouse.tickets import TicketPorts, TicketSettings, run
+from gatehouse.tickets.ports import PulledMessage
 from tests.tickets_fakes import (
     T0,
     FakeBundles,

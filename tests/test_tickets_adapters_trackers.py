@@ -18,9 +18,7 @@ import requests
 from google.api_core import exceptions as gexc
 from werkzeug.wrappers import Request, Response
 
-from deploy.local.standins import github
-from deploy.local.standins.server import Handle, serve
-from shared.adapters.trackers import (
+from gatehouse.adapters.trackers import (
     GitHubTracker,
     JiraTracker,
     TrackerRateLimitedError,
@@ -30,7 +28,9 @@ from shared.adapters.trackers import (
     read_secret,
     tracker_from_settings,
 )
-from shared.errors import InputError, NotFoundError, PermanentError, TransientError
+from gatehouse.errors import InputError, NotFoundError, PermanentError, TransientError
+from gatehouse.local.standins import github
+from gatehouse.local.standins.server import Handle, serve
 from tests.test_tickets_job import STARTED, World
 from tests.tickets_fakes import T0, direct_bundle, incident
 

@@ -1,11 +1,11 @@
-"""shared.tickets.diagnosis: target-, proxy-, traffic-bound or inconclusive, with the numbers."""
+"""gatehouse.tickets.diagnosis: target-, proxy-, traffic-bound or inconclusive, with the numbers."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.tickets.diagnosis import Thresholds, diagnose
-from shared.tickets.evidence import Evidence, WindowStats
+from gatehouse.tickets.diagnosis import Thresholds, diagnose
+from gatehouse.tickets.evidence import Evidence, WindowStats
 
 T = Thresholds(rise=1.5, spike=2.0, dominance=0.6)
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import requests
 
-from deploy.local import samples
-from deploy.local.demo import run_command
-from deploy.local.stack import settings_env
+from gatehouse.local import samples
+from gatehouse.local.demo import run_command
+from gatehouse.local.stack import settings_env
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.stack
@@ -42,7 +42,7 @@ def _comments(stack: dict[str, Any], number: int) -> list[str]:
 def _job(stack: dict[str, Any]) -> subprocess.Popen[str]:
     env = {**os.environ, **settings_env(stack), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.latency_tickets"],
+        [sys.executable, "-m", "gatehouse.entrypoints.latency_tickets"],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -140,7 +140,7 @@ def test_plan_mode_changes_nothing_and_cli_lists_tickets(stack: dict[str, Any]) 
         "alerts",
         [samples.incident(stack, incident_id=f"0.p-{tag}", proxy=proxy, environment=env, started_at=started)],
     )
-    cli = [sys.executable, "-m", "shared.cli", "--stack", stack["state_dir"]]
+    cli = [sys.executable, "-m", "gatehouse.cli", "--stack", stack["state_dir"]]
     plan = subprocess.run(
         [*cli, "tickets", "--plan", "--json"], capture_output=True, text=True, timeout=120, check=True
     )

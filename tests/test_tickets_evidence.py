@@ -1,4 +1,4 @@
-"""shared.tickets.evidence: stats parsing (strings, timeUnit or not, extras, gaps), windows, sparklines."""
+"""gatehouse.tickets.evidence: stats parsing (strings, timeUnit or not, extras, gaps), windows, sparklines."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.tickets.evidence import (
+from gatehouse.tickets.evidence import (
     SPARK_BLOCKS,
     SPARK_GAP,
     SPARK_MARK,

@@ -1,4 +1,4 @@
-"""shared.tickets.fingerprint and settings: metric families, stable keys, never shared across envs."""
+"""gatehouse.tickets.fingerprint and settings: metric families, stable keys, never shared across envs."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from shared.tickets.fingerprint import (
+from gatehouse.tickets.fingerprint import (
     Fingerprint,
     alternatives,
     digest_label,
     hour_bucket,
     metric_family,
 )
-from shared.tickets.proposal import PROPOSAL_TYPES
-from shared.tickets.settings import FINGERPRINT_FIELDS, TicketSettings
+from gatehouse.tickets.proposal import PROPOSAL_TYPES
+from gatehouse.tickets.settings import FINGERPRINT_FIELDS, TicketSettings
 
 A = "apigee.googleapis.com/"
 

@@ -1,4 +1,4 @@
-"""shared.tickets.job end to end through the fakes: lifecycle, storms, races, crashes, plan mode."""
+"""gatehouse.tickets.job end to end through the fakes: lifecycle, storms, races, crashes, plan mode."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from shared.tickets import TicketPorts, TicketSettings, run
-from shared.tickets.fingerprint import Fingerprint
-from shared.tickets.job import RunReport
-from shared.tickets.settings import FINGERPRINT_FIELDS
+from gatehouse.tickets import TicketPorts, TicketSettings, run
+from gatehouse.tickets.fingerprint import Fingerprint
+from gatehouse.tickets.job import RunReport
+from gatehouse.tickets.settings import FINGERPRINT_FIELDS
 from tests.tickets_fakes import (
     PROJECT,
     T0,
@@ -432,7 +432,7 @@ def test_analytics_quota_is_respected() -> None:
 
 
 def test_transient_analytics_failure_waits_for_young_incidents_only() -> None:
-    from shared.errors import TransientError
+    from gatehouse.errors import TransientError
 
     world = World()
     world.stats.fail = TransientError("429 quota")

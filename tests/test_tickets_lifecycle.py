@@ -1,4 +1,4 @@
-"""shared.tickets.lifecycle: create / comment / reopen window / won't-fix / cap / claims, as tables."""
+"""gatehouse.tickets.lifecycle: create / comment / reopen window / won't-fix / cap / claims, as tables."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from shared.tickets.lifecycle import Entry, Facts, PendingComment, decide, remember
-from shared.tickets.ports import Record, TicketState
-from shared.tickets.settings import TicketSettings
+from gatehouse.tickets.lifecycle import Entry, Facts, PendingComment, decide, remember
+from gatehouse.tickets.ports import Record, TicketState
+from gatehouse.tickets.settings import TicketSettings
 
 NOW = 1_800_000_000.0
 HOUR, DAY = 3600.0, 86400.0

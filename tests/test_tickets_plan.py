@@ -1,4 +1,4 @@
-"""shared.tickets.plan: triage of every notification format, grouping, routing of clears, the cap."""
+"""gatehouse.tickets.plan: triage of every notification format, grouping, routing of clears, the cap."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared.tickets.evidence import build_evidence, parse_stats
-from shared.tickets.lifecycle import Entry
-from shared.tickets.plan import (
+from gatehouse.tickets.evidence import build_evidence, parse_stats
+from gatehouse.tickets.lifecycle import Entry
+from gatehouse.tickets.plan import (
     Enrichment,
     Plan,
     Source,
@@ -23,9 +23,9 @@ from shared.tickets.plan import (
     triage,
     work_items,
 )
-from shared.tickets.ports import PulledMessage, TicketState
-from shared.tickets.proxyconfig import parse_bundle
-from shared.tickets.settings import TicketSettings
+from gatehouse.tickets.ports import PulledMessage, TicketState
+from gatehouse.tickets.proxyconfig import parse_bundle
+from gatehouse.tickets.settings import TicketSettings
 from tests.tickets_fakes import T0, direct_bundle, incident, message, scenario_minutes, stats_response
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tickets"

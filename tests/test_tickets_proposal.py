@@ -1,4 +1,4 @@
-"""shared.tickets.proposal: the first routing knob the proxy lacks, as XML / API payloads that parse."""
+"""gatehouse.tickets.proposal: the first routing knob the proxy lacks, as XML / API payloads that parse."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from shared.tickets.diagnosis import Diagnosis
-from shared.tickets.evidence import Evidence, WindowStats
-from shared.tickets.proposal import Proposal, Subject, propose
-from shared.tickets.proxyconfig import UNKNOWN, PolicyInfo, ProxyConfig, Rate, TargetConfig
+from gatehouse.tickets.diagnosis import Diagnosis
+from gatehouse.tickets.evidence import Evidence, WindowStats
+from gatehouse.tickets.proposal import Proposal, Subject, propose
+from gatehouse.tickets.proxyconfig import UNKNOWN, PolicyInfo, ProxyConfig, Rate, TargetConfig
 
 SUBJECT = Subject("shop-prod-417", "prod", "orders-v1")
 URL = "https://orders-804214596321.europe-west1.run.app/v1"

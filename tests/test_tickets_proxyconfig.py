@@ -1,4 +1,4 @@
-"""shared.tickets.proxyconfig: routing facts from any bundle; only a non-zip raises (InputError)."""
+"""gatehouse.tickets.proxyconfig: routing facts from any bundle; only a non-zip raises (InputError)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import InputError
-from shared.tickets.proxyconfig import MAX_FILE_BYTES, UNKNOWN, Rate, parse_bundle
+from gatehouse.errors import InputError
+from gatehouse.tickets.proxyconfig import MAX_FILE_BYTES, UNKNOWN, Rate, parse_bundle
 from tests.tickets_fakes import PROXY_ENDPOINT, bundle_zip, direct_bundle
 
 CORPUS_BUNDLES = Path(__file__).parents[2] / "shared" / "corpus" / "apigee-bundles"

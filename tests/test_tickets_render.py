@@ -1,4 +1,4 @@
-"""shared.tickets.render: what/why/change sections, escaping, and bodies that fit tracker limits."""
+"""gatehouse.tickets.render: what/why/change sections, escaping, and bodies that fit tracker limits."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import re
 
 import pytest
 
-from shared.events import Incident
-from shared.tickets.diagnosis import Thresholds, diagnose
-from shared.tickets.evidence import SPARK_MARK, build_evidence, parse_stats
-from shared.tickets.fingerprint import Fingerprint
-from shared.tickets.proposal import Subject, propose
-from shared.tickets.proxyconfig import parse_bundle
-from shared.tickets.render import (
+from gatehouse.events import Incident
+from gatehouse.tickets.diagnosis import Thresholds, diagnose
+from gatehouse.tickets.evidence import SPARK_MARK, build_evidence, parse_stats
+from gatehouse.tickets.fingerprint import Fingerprint
+from gatehouse.tickets.proposal import Subject, propose
+from gatehouse.tickets.proxyconfig import parse_bundle
+from gatehouse.tickets.render import (
     DigestItem,
     Problem,
     digest_body,
@@ -23,7 +23,7 @@ from shared.tickets.render import (
     title,
     update_comment,
 )
-from shared.tickets.settings import FINGERPRINT_FIELDS, GITHUB_BODY_LIMIT, JIRA_BODY_LIMIT
+from gatehouse.tickets.settings import FINGERPRINT_FIELDS, GITHUB_BODY_LIMIT, JIRA_BODY_LIMIT
 from tests.tickets_fakes import direct_bundle, scenario_minutes, stats_response
 
 START = 1_741_960_800

@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.local.samples import scenario as scenario_minutes  # noqa: F401 - re-exported: one definition
-from shared.errors import NotFoundError, TransientError
-from shared.tickets.ports import PulledMessage, Record, StaleWriteError, TicketRef, TicketState
+from gatehouse.errors import NotFoundError, TransientError
+from gatehouse.local.samples import scenario as scenario_minutes  # noqa: F401 - re-exported: one definition
+from gatehouse.tickets.ports import PulledMessage, Record, StaleWriteError, TicketRef, TicketState
 
 PROJECT = "shop-prod-417"
 T0 = 1_741_960_800  # 2025-03-14 14:00:00 UTC

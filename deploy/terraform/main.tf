@@ -41,7 +41,7 @@ locals {
     "gatehouse-owner" = var.owner_id
   })
 
-  # Settings every process reads (shared/config.py); components add their own in functions.tf/jobs.tf.
+  # Settings every process reads (shared/gatehouse/config.py); components add their own in functions.tf/jobs.tf.
   common_env = {
     GATEHOUSE_OWNER_ID              = var.owner_id
     GATEHOUSE_APIGEE_ORG            = var.apigee_organization

@@ -155,7 +155,7 @@ resource "google_pubsub_subscription" "commands" {
 }
 
 # Monitoring incidents -> pulled by the latency-tickets job every few minutes. A run acknowledges
-# only after the ledger write and tracker call, hence the long ack deadline (shared/tickets/job.py).
+# only after the ledger write and tracker call, hence the long ack deadline (shared/gatehouse/tickets/job.py).
 resource "google_pubsub_subscription" "alerts_tickets" {
   name    = "${var.name_prefix}-alerts-tickets"
   project = var.project_id

@@ -1,2 +1,0 @@
-"""Real clients behind the Protocols of ``shared.ports``. Each takes an endpoint override and
-anonymous credentials for the local stack and otherwise runs the production code path."""

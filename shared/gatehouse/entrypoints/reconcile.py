@@ -1,0 +1,58 @@
+"""Cloud Run job ``reconcile``: the nightly full sweep (and `{"command": "reconcile", "service": "all"}`).
+
+Catches what events missed: lost messages, manual edits in Apigee (drift), proxies whose service
+is gone (orphans). Exit code: 0 when every service converged, 1 when any failed (Cloud Run then
+retries the task), 2 for bad settings (retrying would not help).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from gatehouse.config import load_settings
+from gatehouse.errors import InputError, TransientError
+from gatehouse.logging import bound, configure, event, get_logger, new_correlation_id
+
+_log = get_logger("jobs.reconcile")
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except InputError as exc:
+        configure()
+        event(_log, "invalid settings", level=40, error=str(exc))
+        return 2
+    configure(project=settings.firestore_project)
+    apply = os.environ.get("GATEHOUSE_RECONCILE_MODE", "apply") == "apply"
+    from gatehouse import runtime
+
+    with bound(
+        correlation_id=new_correlation_id(),
+        component="reconcile-job",
+        execution=os.environ.get("CLOUD_RUN_EXECUTION"),
+    ):
+        try:
+            report = runtime.registrar(settings).sweep(apply=apply)
+        except InputError as exc:
+            event(_log, "reconcile refused", level=40, error=str(exc))
+            return 2
+        except TransientError as exc:
+            event(_log, "reconcile interrupted; Cloud Run will retry the task", level=40, error=str(exc))
+            return 1
+        counts: dict[str, int] = {}
+        for r in report.reports:
+            counts[r.outcome.result] = counts.get(r.outcome.result, 0) + 1
+        event(
+            _log,
+            "reconcile finished",
+            mode="apply" if apply else "plan",
+            counts=counts,
+            failed=[r.ref.key for r in report.failed],
+        )
+        return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

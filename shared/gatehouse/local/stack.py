@@ -1,0 +1,361 @@
+"""``gatehouse local up|down``: the whole one-machine stack, wired the way production is wired.
+
+Production: log sink -> Pub/Sub topic -> push -> ``on_run_event``; commands topic (and Secret
+Manager's SECRET_ROTATE notifications) -> ``on_command``; Cloud Monitoring -> alerts topic -> pull
+subscription drained by the ``latency-tickets`` job; Cloud Scheduler -> Cloud Run jobs. Here: the
+real Pub/Sub and Firestore emulators; stand-ins for the Cloud Run Admin API (which also publishes
+the sink's audit entries and runs jobs as local processes), Apigee, IAM, Secret Manager, Org Policy
+and GitHub Issues; both functions under functions-framework behind push subscriptions.
+Everything binds to 127.0.0.1 on free ports, so stacks with different state directories coexist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from gatehouse.local.processes import (
+    Managed,
+    StackError,
+    alive,
+    free_port,
+    start_firestore_emulator,
+    start_pubsub_emulator,
+    start_python,
+    stop,
+)
+
+__all__ = ["StackError", "down", "load_state", "settings_env", "up"]
+
+PROJECT = "gatehouse-local"
+PROJECT_NUMBER = "123456789012"
+REGION = "europe-west1"
+ORGANIZATION = "gatehouse-local"
+ENVIRONMENT = "test"
+OWNER_ID = "gatehouse-local"
+PROXY_SERVICE_ACCOUNT = f"apigee-proxy@{PROJECT}.iam.gserviceaccount.com"
+ROTATION_IDENTITY = f"gatehouse-rotate@{PROJECT}.iam.gserviceaccount.com"
+TRACKER_REPO = "platform/apigee-routing"
+TRACKER_TOKEN_SECRET = f"projects/{PROJECT}/secrets/gatehouse-tracker-token"
+# Cloud Run jobs the Cloud Run stand-in runs as local processes (jobs.run)
+JOBS = {
+    "reconcile": "gatehouse.entrypoints.reconcile",
+    "rotate-credentials": "gatehouse.entrypoints.rotate_credentials",
+    "latency-tickets": "gatehouse.entrypoints.latency_tickets",
+}
+TOPICS = {
+    "run_events": "gatehouse-run-events",
+    "commands": "gatehouse-commands",
+    "alerts": "gatehouse-alerts",
+    "dead_letter": "gatehouse-dead-letter",
+}
+STANDINS = ("apigee", "cloudrun", "iam", "secretmanager", "orgpolicy", "github")
+STATE_FILE = "stack.json"
+# what functions-framework loads: the package's own module, so an installed wheel runs the stack too
+FUNCTIONS_SOURCE = Path(__file__).resolve().parents[1] / "entrypoints" / "functions.py"
+
+
+def load_state(state_dir: Path) -> dict[str, Any]:
+    path = Path(state_dir) / STATE_FILE
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StackError(f"no local stack in {state_dir} (start one with `gatehouse local up`)") from None
+    return state
+
+
+def settings_env(state: dict[str, Any]) -> dict[str, str]:
+    """Environment that points gatehouse's settings and Google's client libraries at the stack."""
+    jobs = state.get("jobs", {})
+    return {
+        "PUBSUB_EMULATOR_HOST": state["pubsub_emulator"],
+        "FIRESTORE_EMULATOR_HOST": state["firestore_emulator"],
+        "GOOGLE_CLOUD_PROJECT": state["project"],
+        "GATEHOUSE_ANONYMOUS_CREDENTIALS": "true",
+        "GATEHOUSE_APIGEE_ENDPOINT": state["apigee"],
+        "GATEHOUSE_APIGEE_ORG": state["organization"],
+        "GATEHOUSE_APIGEE_ENVIRONMENTS": state["environment"],
+        "GATEHOUSE_CLOUDRUN_ENDPOINT": state["cloudrun"],
+        "GATEHOUSE_SECRETMANAGER_ENDPOINT": state["secretmanager"],
+        "GATEHOUSE_IAM_ENDPOINT": state["iam"],
+        "GATEHOUSE_ORGPOLICY_ENDPOINT": state["orgpolicy"],
+        "GATEHOUSE_PROJECTS": state["project"],
+        "GATEHOUSE_REGIONS": state["region"],
+        "GATEHOUSE_PROJECT_NUMBERS": f"{state['project']}={state['project_number']}",
+        "GATEHOUSE_FIRESTORE_PROJECT": state["project"],
+        "GATEHOUSE_OWNER_ID": state["owner_id"],
+        "GATEHOUSE_PROXY_SERVICE_ACCOUNT": state["proxy_service_account"],
+        "GATEHOUSE_DEPLOY_POLL_SECONDS": "0.5",
+        "GATEHOUSE_RECONCILE_JOB": jobs.get("reconcile", ""),
+        "GATEHOUSE_ROTATE_JOB": jobs.get("rotate-credentials", ""),
+        "GATEHOUSE_TICKETS_JOB": jobs.get("latency-tickets", ""),
+        "GATEHOUSE_ROTATION_JOB_IDENTITY": state["rotation_identity"],
+        "GATEHOUSE_TICKETS_SUBSCRIPTION": state["subscriptions"]["alerts"],
+        "GATEHOUSE_TICKETS_TRACKER": "github",
+        "GATEHOUSE_TICKETS_TARGET": state["tracker_repo"],
+        "GATEHOUSE_TICKETS_TRACKER_URL": state["github"],
+        "GATEHOUSE_TICKETS_TOKEN_SECRET": state["tracker_token_secret"],
+    }
+
+
+def _running(state_dir: Path) -> list[dict[str, Any]]:
+    try:
+        state = load_state(state_dir)
+    except StackError:
+        return []
+    return [p for p in state.get("processes", []) if alive(int(p["pid"]))]
+
+
+def _standin_argv(
+    name: str, port: int, state_dir: Path, topics: dict[str, str], deploy_delay_ms: int
+) -> list[str]:
+    argv = [
+        "-m",
+        f"gatehouse.local.standins.{name}",
+        "--port",
+        str(port),
+        "--state-file",
+        str(state_dir / f"{name}-state.json"),
+    ]
+    numbers = ["--project-number-map", f"{PROJECT}={PROJECT_NUMBER}"]
+    if name == "apigee":
+        argv += [
+            "--org",
+            ORGANIZATION,
+            "--env",
+            ENVIRONMENT,
+            "--env",
+            "prod",
+            "--deploy-delay-ms",
+            str(deploy_delay_ms),
+        ]
+    elif name == "cloudrun":
+        argv += ["--audit-topic", topics["run_events"], "--job-log-dir", str(state_dir / "logs"), *numbers]
+        argv += [arg for job, module in JOBS.items() for arg in ("--job", f"{job}={module}")]
+    elif name == "secretmanager":
+        argv += numbers
+    return argv
+
+
+def up(
+    state_dir: Path,
+    *,
+    log: Callable[[str], None] = lambda _: None,
+    deploy_delay_ms: int = 300,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Start everything; return (and write to ``state_dir/stack.json``) the stack's endpoints."""
+    state_dir = Path(state_dir).resolve()
+    if _running(state_dir):
+        raise StackError(f"a stack is already running in {state_dir}; run `gatehouse local down` first")
+    logs = state_dir / "logs"
+    started: list[Managed] = []
+    try:
+        log("starting the Pub/Sub and Firestore emulators")
+        _start_all(
+            started,
+            {
+                "pubsub": lambda: start_pubsub_emulator(logs),
+                "firestore": lambda: start_firestore_emulator(logs),
+            },
+        )
+        pubsub, firestore = started
+        topics = {k: f"projects/{PROJECT}/topics/{v}" for k, v in TOPICS.items()}
+        _create_topics(pubsub.host_port, topics)
+
+        ports = {name: free_port() for name in (*STANDINS, "on_run_event", "on_command")}
+        state: dict[str, Any] = {
+            "project": PROJECT,
+            "project_number": PROJECT_NUMBER,
+            "region": REGION,
+            "organization": ORGANIZATION,
+            "environment": ENVIRONMENT,
+            "owner_id": OWNER_ID,
+            "proxy_service_account": PROXY_SERVICE_ACCOUNT,
+            "rotation_identity": ROTATION_IDENTITY,
+            "tracker_repo": TRACKER_REPO,
+            "tracker_token_secret": TRACKER_TOKEN_SECRET,
+            "pubsub_emulator": pubsub.host_port,
+            "firestore_emulator": firestore.host_port,
+            **{name: f"http://127.0.0.1:{ports[name]}" for name in STANDINS},
+            "functions": {t: f"http://127.0.0.1:{ports[t]}" for t in ("on_run_event", "on_command")},
+            "jobs": {job: f"projects/{PROJECT}/locations/{REGION}/jobs/{job}" for job in JOBS},
+            "topics": topics,
+            "subscriptions": _subscription_names(),
+            "state_dir": str(state_dir),
+        }
+        # the functions and the jobs the Cloud Run stand-in starts get production-shaped settings
+        runtime_env = {
+            **settings_env(state),
+            "GATEHOUSE_ROTATION_REPORT_DIR": str(state_dir / "reports"),
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        starters: dict[str, Callable[[], Managed]] = {}
+        for name in STANDINS:
+            argv = _standin_argv(name, ports[name], state_dir, topics, deploy_delay_ms)
+            starters[f"{name}-standin"] = _starter(
+                f"{name}-standin", argv, ports[name], logs, runtime_env, ready="/_standin/health"
+            )
+        for target in ("on_run_event", "on_command"):
+            argv = [
+                "-m",
+                "functions_framework",
+                "--target",
+                target,
+                "--source",
+                str(FUNCTIONS_SOURCE),
+                "--signature-type",
+                "cloudevent",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports[target]),
+            ]
+            starters[target] = _starter(target, argv, ports[target], logs, runtime_env, ready="/")
+        log("starting the stand-ins (Apigee, Cloud Run, IAM, Secret Manager, Org Policy, GitHub), functions")
+        _start_all(started, starters)
+        _create_subscriptions(pubsub.host_port, topics, state["functions"])
+        _seed(state)
+        state["processes"] = [m.to_dict() for m in started]
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
+        log(f"stack is up; state in {state_dir / STATE_FILE}")
+        return state
+    except BaseException:
+        for managed in reversed(started):
+            stop(managed)
+        raise
+
+
+def _starter(
+    name: str, argv: list[str], port: int, logs: Path, env: dict[str, str], *, ready: str
+) -> Callable[[], Managed]:
+    return lambda: start_python(name, argv, port=port, log_dir=logs, env=env, ready_path=ready)
+
+
+def _start_all(started: list[Managed], starters: dict[str, Callable[[], Managed]]) -> None:
+    """Start in parallel; every process that did start is recorded, so a failure stops them all."""
+    with ThreadPoolExecutor(len(starters)) as pool:
+        futures = [pool.submit(start) for start in starters.values()]
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                started.append(future.result())
+            except BaseException as exc:
+                failure = failure or exc
+        if failure:
+            raise failure
+
+
+def down(state_dir: Path) -> list[str]:
+    """Stop every process the stack in ``state_dir`` started; returns their names."""
+    try:
+        state = load_state(Path(state_dir))
+    except StackError:
+        return []
+    stopped = []
+    for proc in reversed(state.get("processes", [])):
+        if alive(int(proc["pid"])):
+            stop(int(proc["pid"]))
+            stopped.append(str(proc["name"]))
+    (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def _pubsub_clients(host: str) -> tuple[Any, Any]:
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+
+    return PublisherClient(), SubscriberClient()
+
+
+def _create_topics(host: str, topics: dict[str, str]) -> None:
+    publisher, _ = _pubsub_clients(host)
+    for topic in topics.values():
+        publisher.create_topic(name=topic)
+
+
+def _subscription_names() -> dict[str, str]:
+    return {
+        "run_events": f"projects/{PROJECT}/subscriptions/{TOPICS['run_events']}-on-run-event",
+        "commands": f"projects/{PROJECT}/subscriptions/{TOPICS['commands']}-on-command",
+        "alerts": f"projects/{PROJECT}/subscriptions/{TOPICS['alerts']}-tickets",
+        "dead_letter": f"projects/{PROJECT}/subscriptions/{TOPICS['dead_letter']}-inspect",
+    }
+
+
+def _create_subscriptions(host: str, topics: dict[str, str], functions: dict[str, str]) -> None:
+    """Push subscriptions to the functions, as production wires them (the path carries the topic, so
+    functions-framework sets the CloudEvent source), with retry backoff and a dead-letter topic; a
+    pull subscription for the tickets job with a long ack deadline (a run acknowledges only what it
+    made durable)."""
+    from google.cloud.pubsub_v1 import types
+    from google.protobuf import duration_pb2
+
+    _, subscriber = _pubsub_clients(host)
+    names = _subscription_names()
+    retry = types.RetryPolicy(
+        minimum_backoff=duration_pb2.Duration(seconds=1), maximum_backoff=duration_pb2.Duration(seconds=10)
+    )
+    dead_letter = types.DeadLetterPolicy(dead_letter_topic=topics["dead_letter"], max_delivery_attempts=10)
+    for key, target in (("run_events", "on_run_event"), ("commands", "on_command")):
+        subscriber.create_subscription(
+            request=types.Subscription(
+                name=names[key],
+                topic=topics[key],
+                ack_deadline_seconds=60,
+                push_config=types.PushConfig(push_endpoint=f"{functions[target]}/{topics[key]}"),
+                retry_policy=retry,
+                dead_letter_policy=dead_letter,
+            )
+        )
+    subscriber.create_subscription(
+        request=types.Subscription(
+            name=names["alerts"],
+            topic=topics["alerts"],
+            ack_deadline_seconds=600,
+            retry_policy=retry,
+            dead_letter_policy=dead_letter,
+        )
+    )
+    subscriber.create_subscription(name=names["dead_letter"], topic=topics["dead_letter"])
+
+
+def _seed(state: dict[str, Any]) -> None:
+    """What an operator sets up once: the tracker token in Secret Manager, the service accounts."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient(
+        credentials=AnonymousCredentials(),
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=state["secretmanager"]),
+    )
+    secret_id = TRACKER_TOKEN_SECRET.rsplit("/", 1)[-1]
+    secret = client.create_secret(
+        request={
+            "parent": f"projects/{PROJECT}",
+            "secret_id": secret_id,
+            "secret": {"replication": {"automatic": {}}},
+        }
+    )
+    client.add_secret_version(request={"parent": secret.name, "payload": {"data": b"local-tracker-token"}})
+    import requests
+
+    for account in (PROXY_SERVICE_ACCOUNT, ROTATION_IDENTITY):
+        requests.post(
+            f"{state['iam']}/v1/projects/{PROJECT}/serviceAccounts",
+            timeout=10,
+            json={"accountId": account.split("@")[0]},
+        ).raise_for_status()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(json.dumps(up(Path(sys.argv[1] if len(sys.argv) > 1 else ".gatehouse/local"), log=print)))

@@ -1,0 +1,394 @@
+"""Registration use case: read the world, plan, execute under a lease, record the outcome.
+
+``Registrar.reconcile_service`` serves events (one service); ``Registrar.sweep`` serves the
+nightly job and ``gatehouse reconcile --all`` (every service of the configured projects and
+regions, listed page by page, against one listing of proxies and one of deployments).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gatehouse import bundle as bundles
+from gatehouse import exposure
+from gatehouse.config import Settings
+from gatehouse.errors import GatehouseError, InputError, PermanentError, TransientError
+from gatehouse.logging import bound, event, get_logger, new_correlation_id
+from gatehouse.ports import ApigeeApi, CloudRunApi, Coordinator, Deployment, Outcome, ProxyInfo
+from gatehouse.profiles import ProfileSet
+from gatehouse.registration.executor import Executor
+from gatehouse.registration.plan import (
+    OWNER_LABEL,
+    PROJECT_LABEL,
+    REGION_LABEL,
+    SERVICE_LABEL,
+    Current,
+    DesiredProxy,
+    Plan,
+    ServiceRef,
+    plan,
+)
+
+_log = get_logger("registration")
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A service's desired proxy (or why it has none) and the rendered bundle."""
+
+    proxy_name: str
+    proxy: DesiredProxy | None
+    bundle_zip: bytes | None = None
+    absent_reason: str = ""
+    service_exists: bool = True
+
+
+@dataclass
+class Report:
+    """One service's plan and, when applied, its outcome."""
+
+    ref: ServiceRef
+    plan: Plan | None
+    outcome: Outcome
+
+
+@dataclass
+class SweepReport:
+    reports: list[Report] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Report]:
+        return [r for r in self.reports if r.outcome.result in ("error", "conflict")]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Registrar:
+    def __init__(
+        self,
+        settings: Settings,
+        apigee: ApigeeApi,
+        cloudrun: CloudRunApi,
+        coordinator: Coordinator,
+        profiles: ProfileSet,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        lease_patience: float = 30.0,
+    ) -> None:
+        if not settings.proxy_service_account:
+            raise InputError(
+                "GATEHOUSE_PROXY_SERVICE_ACCOUNT is required: the identity Apigee uses to call services"
+            )
+        self.settings = settings
+        self.apigee = apigee
+        self.cloudrun = cloudrun
+        self.coordinator = coordinator
+        self.profiles = profiles
+        self.sleep = sleep
+        self.lease_patience = lease_patience
+        self.executor = Executor(
+            apigee,
+            cloudrun,
+            settings.proxy_service_account,
+            deploy_timeout=settings.deploy_timeout_seconds,
+            poll_interval=settings.deploy_poll_seconds,
+            sleep=sleep,
+        )
+
+    # -- desired state ------------------------------------------------------------------------
+
+    def desired(self, ref: ServiceRef, service_doc: dict[str, Any] | None) -> Desired:
+        """Pure but for rendering; raises InputError for a service whose contract is invalid."""
+        name = exposure.proxy_name(ref.project, ref.region, ref.service)
+        if service_doc is None:
+            return Desired(name, None, absent_reason="service deleted", service_exists=False)
+        service = exposure.RunService.from_json(service_doc, project=ref.project, region=ref.region)
+        spec = exposure.desired(
+            service, self.profiles, default_environments=self.settings.apigee_environments
+        )
+        if isinstance(spec, exposure.NotExposed):
+            return Desired(name, None, absent_reason=spec.reason)
+        bundle = bundles.render(spec, self.profiles.get(spec.profile), owner_id=self.settings.owner_id)
+        return Desired(
+            spec.proxy_name,
+            DesiredProxy(
+                spec.proxy_name, tuple(spec.environments), bundle.sha256, spec.base_path, spec.profile
+            ),
+            bundle.zip_bytes,
+        )
+
+    def _current(self, name: str) -> Current:
+        proxy = self.apigee.get_proxy(name)
+        if proxy is None:
+            return Current(None)
+        deployments = tuple(self.apigee.list_proxy_deployments(name))
+        return Current(proxy, deployments, adoptable=self._adoptable(proxy))
+
+    def _adoptable(self, proxy: ProxyInfo) -> bool:
+        """A proxy we imported but crashed before labelling carries our marker in its description."""
+        if proxy.labels.get(OWNER_LABEL) or proxy.latest_revision is None or len(proxy.revisions) > 1:
+            return False
+        description = self.apigee.revision_description(proxy.name, proxy.latest_revision)
+        return bundles.owner_marker(self.settings.owner_id) in description
+
+    def _plan(self, ref: ServiceRef, want: Desired, current: Current) -> Plan:
+        return plan(
+            ref,
+            want.proxy_name,
+            want.proxy,
+            current,
+            owner_id=self.settings.owner_id,
+            policy=self.settings.policy,
+            keep_revisions=self.settings.keep_revisions,
+            absent_reason=want.absent_reason,
+            service_exists=want.service_exists,
+        )
+
+    # -- one service ----------------------------------------------------------------------------
+
+    def reconcile_service(
+        self, ref: ServiceRef, *, apply: bool = True, correlation_id: str | None = None
+    ) -> Report:
+        correlation_id = correlation_id or new_correlation_id()
+        with bound(correlation_id=correlation_id, service=ref.key):
+            try:
+                service_doc = self.cloudrun.get_service(ref.project, ref.region, ref.service)
+                want = self.desired(ref, service_doc)
+            except InputError as exc:
+                return self._finish(
+                    ref,
+                    None,
+                    "error",
+                    f"invalid exposure settings: {exc}",
+                    apply=apply,
+                    correlation_id=correlation_id,
+                )
+            current = self._current(want.proxy_name)
+            the_plan = self._plan(ref, want, current)
+            if not apply or not the_plan.writes:
+                return self._finish(
+                    ref,
+                    the_plan,
+                    the_plan.result,
+                    the_plan.reason,
+                    apply=apply,
+                    correlation_id=correlation_id,
+                )
+            return self._apply_under_lease(ref, want, the_plan, correlation_id)
+
+    def _apply_under_lease(
+        self, ref: ServiceRef, want: Desired, first_plan: Plan, correlation_id: str
+    ) -> Report:
+        lease = self._take_lease(want.proxy_name, correlation_id)
+        try:
+            # someone may have finished the job while we waited: plan again from fresh state
+            the_plan = self._plan(ref, want, self._current(want.proxy_name)) if lease.waited else first_plan
+            try:
+                applied = self.executor.apply(the_plan, want.bundle_zip)
+            except TransientError:
+                raise
+            except GatehouseError as exc:
+                result = "conflict" if exc.__class__.__name__ == "ConflictError" else "error"
+                return self._finish(
+                    ref, the_plan, result, str(exc), apply=True, correlation_id=correlation_id
+                )
+            return self._finish(
+                ref,
+                the_plan,
+                applied.result,
+                applied.reason,
+                apply=True,
+                correlation_id=correlation_id,
+                revision=applied.revision,
+            )
+        finally:
+            self.coordinator.release(lease.lease)
+
+    @dataclass
+    class _Held:
+        lease: Any
+        waited: bool
+
+    def _take_lease(self, key: str, holder: str) -> Registrar._Held:
+        deadline = time.monotonic() + self.lease_patience
+        waited = False
+        while True:
+            lease = self.coordinator.acquire(key, holder, self.settings.lease_seconds)
+            if lease is not None:
+                return Registrar._Held(lease, waited)
+            if time.monotonic() >= deadline:
+                raise TransientError(f"another instance is registering {key}; will retry")
+            waited = True
+            self.sleep(0.5)
+
+    def _finish(
+        self,
+        ref: ServiceRef,
+        the_plan: Plan | None,
+        result: str,
+        reason: str,
+        *,
+        apply: bool,
+        correlation_id: str,
+        revision: int | None = None,
+        record: bool = True,
+    ) -> Report:
+        outcome = Outcome(
+            key=ref.key,
+            result=result,
+            reason=reason,
+            proxy=the_plan.proxy if the_plan else None,
+            revision=revision,
+            at=_now(),
+            correlation_id=correlation_id,
+        )
+        level = 40 if result in ("error", "conflict") else 20
+        event(
+            _log,
+            f"service {result}",
+            level=level,
+            result=result,
+            reason=reason,
+            proxy=outcome.proxy,
+            revision=revision,
+            mode="apply" if apply else "plan",
+            actions=the_plan.describe() if the_plan else [],
+        )
+        if apply and record:
+            self.coordinator.record(outcome)
+        return Report(ref, the_plan, outcome)
+
+    # -- the whole fleet --------------------------------------------------------------------------
+
+    def sweep(
+        self,
+        *,
+        apply: bool,
+        only: Iterable[ServiceRef] | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+        workers: int = 4,
+    ) -> SweepReport:
+        """Reconcile every service of the configured projects x regions, plus orphaned proxies."""
+        if not self.settings.projects or not self.settings.regions:
+            raise InputError("a full reconcile needs GATEHOUSE_PROJECTS and GATEHOUSE_REGIONS")
+        correlation_id = new_correlation_id()
+        report = SweepReport()
+        with bound(correlation_id=correlation_id, component="sweep"):
+            services: dict[ServiceRef, dict[str, Any]] = {}
+            for project in self.settings.projects:
+                for region in self.settings.regions:
+                    for page in self.cloudrun.list_services(project, region):
+                        for doc in page:
+                            ref = ServiceRef(project, region, str(doc.get("name", "")).rsplit("/", 1)[-1])
+                            services[ref] = doc
+            proxies = {p.name: p for p in self.apigee.list_proxies()}
+            deployments: dict[str, list[Deployment]] = {}
+            for d in self.apigee.list_org_deployments():
+                deployments.setdefault(d.proxy.rsplit("/", 1)[-1], []).append(d)
+
+            swept = {(p, r) for p in self.settings.projects for r in self.settings.regions}
+            refs = list(services)
+            refs += [self._orphan_ref(p) for p in proxies.values() if self._is_orphan(p, services, swept)]
+            if only is not None:
+                wanted = set(only)
+                refs = [r for r in refs if r in wanted]
+            total = len(refs)
+            if progress:
+                progress(0, total)
+            to_apply: list[tuple[ServiceRef, Desired, Plan]] = []
+            outcomes: list[Outcome] = []
+            for done, ref in enumerate(refs, 1):
+                try:
+                    want = self.desired(ref, services.get(ref))
+                except GatehouseError as exc:
+                    r = self._finish(
+                        ref,
+                        None,
+                        "error",
+                        f"invalid exposure settings: {exc}",
+                        apply=apply,
+                        correlation_id=correlation_id,
+                        record=False,
+                    )
+                    report.reports.append(r)
+                    outcomes.append(r.outcome)
+                else:
+                    proxy = proxies.get(want.proxy_name)
+                    current = Current(
+                        proxy,
+                        tuple(deployments.get(want.proxy_name, [])),
+                        adoptable=proxy is not None and self._adoptable(proxy),
+                    )
+                    the_plan = self._plan(ref, want, current)
+                    if apply and the_plan.writes:
+                        to_apply.append((ref, want, the_plan))
+                    else:
+                        r = Report(
+                            ref,
+                            the_plan,
+                            Outcome(
+                                ref.key,
+                                the_plan.result,
+                                the_plan.reason,
+                                the_plan.proxy,
+                                at=_now(),
+                                correlation_id=correlation_id,
+                            ),
+                        )
+                        report.reports.append(r)
+                        outcomes.append(r.outcome)
+                if progress:
+                    progress(done, total)
+            if apply and outcomes:
+                self.coordinator.record_many(outcomes)
+            if to_apply:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    for r in pool.map(lambda item: self._apply_one(*item), to_apply):
+                        report.reports.append(r)
+        return report
+
+    def _apply_one(self, ref: ServiceRef, want: Desired, the_plan: Plan) -> Report:
+        correlation_id = new_correlation_id()
+        with bound(correlation_id=correlation_id, service=ref.key):
+            try:
+                # fresh state under the lease: the bulk listing may be minutes old
+                current = self._current(want.proxy_name)
+                return self._apply_under_lease(ref, want, self._plan(ref, want, current), correlation_id)
+            except TransientError as exc:
+                return self._finish(
+                    ref,
+                    the_plan,
+                    "error",
+                    f"transient, will be retried: {exc}",
+                    apply=True,
+                    correlation_id=correlation_id,
+                )
+            except PermanentError as exc:
+                return self._finish(
+                    ref, the_plan, "error", str(exc), apply=True, correlation_id=correlation_id
+                )
+
+    @staticmethod
+    def _is_orphan(proxy: ProxyInfo, services: dict[ServiceRef, Any], swept: set[tuple[str, str]]) -> bool:
+        labels = proxy.labels
+        project, region, service = (
+            labels.get(PROJECT_LABEL),
+            labels.get(REGION_LABEL),
+            labels.get(SERVICE_LABEL),
+        )
+        if not (project and region and service) or (project, region) not in swept:
+            return False
+        return ServiceRef(project, region, service) not in services
+
+    @staticmethod
+    def _orphan_ref(proxy: ProxyInfo) -> ServiceRef:
+        labels = proxy.labels
+        return ServiceRef(labels[PROJECT_LABEL], labels[REGION_LABEL], labels[SERVICE_LABEL])

@@ -1,0 +1,201 @@
+"""Composition root: build adapters and use cases from settings.
+
+Only entry points (functions/, jobs/, gatehouse.cli) call this. Clients are created on first use, not at
+import, so a cold start pays only for what the first event needs.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gatehouse.config import Settings, TicketsConfig
+from gatehouse.errors import InputError
+
+if TYPE_CHECKING:
+    from gatehouse.adapters.apigee import ApigeeClient
+    from gatehouse.adapters.cloudrun import CloudRunClient, CloudRunJobs
+    from gatehouse.adapters.firestore import FirestoreCoordinator
+    from gatehouse.registration.service import Registrar
+    from gatehouse.rotation.ports import RotationPorts
+    from gatehouse.rotation.settings import RotationSettings
+    from gatehouse.tickets.ports import TicketPorts
+    from gatehouse.tickets.settings import TicketSettings
+
+
+def apigee(settings: Settings) -> ApigeeClient:
+    from gatehouse.adapters.apigee import ApigeeClient
+
+    return ApigeeClient(
+        settings.apigee_org,
+        endpoint=settings.apigee_endpoint,
+        anonymous=settings.anonymous_credentials,
+        calls_per_minute=settings.apigee_calls_per_minute,
+        retry_attempts=settings.retry_attempts,
+        retry_max_wait=settings.retry_max_wait_seconds,
+        timeout=settings.http_timeout_seconds,
+    )
+
+
+def cloudrun(settings: Settings) -> CloudRunClient:
+    from gatehouse.adapters.cloudrun import CloudRunClient
+
+    return CloudRunClient(
+        endpoint=settings.cloudrun_endpoint,
+        anonymous=settings.anonymous_credentials,
+        retry_attempts=settings.retry_attempts,
+        retry_max_wait=settings.retry_max_wait_seconds,
+        timeout=settings.http_timeout_seconds,
+    )
+
+
+def jobs(settings: Settings) -> CloudRunJobs:
+    from gatehouse.adapters.cloudrun import CloudRunJobs
+
+    return CloudRunJobs(
+        endpoint=settings.cloudrun_endpoint,
+        anonymous=settings.anonymous_credentials,
+        timeout=settings.http_timeout_seconds,
+    )
+
+
+def firestore_project(settings: Settings) -> str | None:
+    return (
+        settings.firestore_project
+        or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        or (settings.projects[0] if settings.projects else None)
+    )
+
+
+def coordinator(settings: Settings) -> FirestoreCoordinator:
+    from gatehouse.adapters.firestore import FirestoreCoordinator
+
+    return FirestoreCoordinator(firestore_project(settings), settings.firestore_database)
+
+
+def registrar(settings: Settings) -> Registrar:
+    from gatehouse.profiles import load_profiles
+    from gatehouse.registration.service import Registrar
+
+    profiles = load_profiles(settings.profiles_file)
+    return Registrar(settings, apigee(settings), cloudrun(settings), coordinator(settings), profiles)
+
+
+def secretmanager_client(settings: Settings) -> Any:
+    """The official Secret Manager client, pointed at the stand-in on the local stack."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    options = (
+        ClientOptions(api_endpoint=settings.secretmanager_endpoint)
+        if settings.secretmanager_endpoint
+        else None
+    )
+    credentials = AnonymousCredentials() if settings.anonymous_credentials else None  # type: ignore[no-untyped-call]
+    return secretmanager.SecretManagerServiceClient(
+        credentials=credentials, transport="rest", client_options=options
+    )
+
+
+def ticket_settings(config: TicketsConfig) -> TicketSettings:
+    from gatehouse.tickets.settings import JIRA_BODY_LIMIT, TicketSettings
+
+    extra: dict[str, Any] = {"max_body_chars": JIRA_BODY_LIMIT} if config.tracker == "jira" else {}
+    return TicketSettings(
+        fingerprint_fields=tuple(config.fingerprint_fields),  # type: ignore[arg-type]
+        max_new_tickets_per_hour=config.max_new_per_hour,
+        reopen_window_seconds=config.reopen_window_days * 86400,
+        wontfix_worsen_factor=config.wontfix_worsen_factor,
+        failover_regions=dict(config.failover_regions),
+        **extra,
+    )
+
+
+def tracker(settings: Settings, config: TicketsConfig) -> Any:
+    from gatehouse.adapters.trackers import GITHUB_API, tracker_from_settings
+
+    if not config.target or not config.token_secret:
+        raise InputError("the tickets job needs GATEHOUSE_TICKETS_TARGET and GATEHOUSE_TICKETS_TOKEN_SECRET")
+    return tracker_from_settings(
+        config.tracker,
+        token_secret=config.token_secret,
+        secrets_client_factory=lambda: secretmanager_client(settings),
+        github_repo=config.target,
+        github_api=config.tracker_url or GITHUB_API,
+        jira_url=config.tracker_url or "",
+        jira_project=config.target,
+        jira_email=config.jira_email,
+    )
+
+
+def ticket_ports(settings: Settings, config: TicketsConfig) -> TicketPorts:
+    from gatehouse.adapters.apigee_analytics import ApigeeAnalytics
+    from gatehouse.adapters.ledger import FirestoreLedger
+    from gatehouse.adapters.pubsub import PubSubMessages
+    from gatehouse.tickets.ports import TicketPorts
+
+    if not config.subscription:
+        raise InputError(
+            "the tickets job needs GATEHOUSE_TICKETS_SUBSCRIPTION (the alerts pull subscription)"
+        )
+    analytics = ApigeeAnalytics(apigee(settings))
+    return TicketPorts(
+        messages=PubSubMessages(config.subscription),
+        ledger=FirestoreLedger(firestore_project(settings), settings.firestore_database),
+        tracker=tracker(settings, config),
+        stats=analytics,
+        bundles=analytics,
+    )
+
+
+class SystemClock:
+    """The rotation ports' clock: timezone-aware UTC now."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def rotation_ports(settings: Settings, rotation: RotationSettings) -> RotationPorts:
+    from gatehouse.adapters.consumers import CloudRunConsumers
+    from gatehouse.adapters.iam import IamKeyAdmin
+    from gatehouse.adapters.orgpolicy import NoOrgPolicies, OrgPolicyReader
+    from gatehouse.adapters.secretmanager import SecretManagerStore
+    from gatehouse.rotation.ports import RotationPorts
+
+    common: dict[str, Any] = {
+        "anonymous": settings.anonymous_credentials,
+        "retry_attempts": settings.retry_attempts,
+        "retry_max_wait": settings.retry_max_wait_seconds,
+        "timeout": settings.http_timeout_seconds,
+    }
+    policies: Any = (
+        OrgPolicyReader(endpoint=settings.orgpolicy_endpoint or "https://orgpolicy.googleapis.com", **common)
+        if settings.read_org_policies
+        else NoOrgPolicies()
+    )
+    consumers = (
+        CloudRunConsumers(
+            rotation.projects or settings.projects,
+            settings.regions,
+            project_numbers=settings.project_numbers,
+            endpoint=settings.cloudrun_endpoint,
+            **common,
+        )
+        if settings.regions
+        else None
+    )
+    exchange = None
+    if rotation.token_exchange:
+        from gatehouse.adapters.tokens import GoogleTokenExchange
+
+        exchange = GoogleTokenExchange(scopes=("https://www.googleapis.com/auth/cloud-platform",))
+    return RotationPorts(
+        secrets=SecretManagerStore(endpoint=settings.secretmanager_endpoint, **common),
+        keys=IamKeyAdmin(endpoint=settings.iam_endpoint or "https://iam.googleapis.com", **common),
+        policies=policies,
+        clock=SystemClock(),
+        consumers=consumers,
+        token_exchange=exchange,
+    )
