@@ -22,7 +22,7 @@ class FakeProxy:
     labels: dict[str, str] = field(default_factory=dict)
     revisions: dict[int, bytes] = field(default_factory=dict)
     base_path: str = "/"
-    description: str = ""
+    descriptions: dict[int, str] = field(default_factory=dict)  # revision -> its description
 
 
 class FakeApigee:
@@ -66,7 +66,7 @@ class FakeApigee:
             p = self.proxies.setdefault(name, FakeProxy())
             rev = max(p.revisions, default=0) + 1
             p.revisions[rev] = zip_bytes
-            p.base_path, p.description = _read_bundle(zip_bytes)
+            p.base_path, p.descriptions[rev] = _read_bundle(zip_bytes)
             return rev
 
     def set_labels(self, name: str, labels: Mapping[str, str]) -> None:
@@ -123,7 +123,7 @@ class FakeApigee:
         p = self.proxies.get(name)
         if p is None or revision not in p.revisions:
             raise NotFoundError("no such revision")
-        return p.description
+        return p.descriptions.get(revision, "")
 
 
 def _read_bundle(zip_bytes: bytes) -> tuple[str, str]:

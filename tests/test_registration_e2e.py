@@ -267,8 +267,7 @@ def test_a_handmade_proxy_with_the_same_name_is_never_touched(fleet: Fleet) -> N
     requests.post(
         f"{fleet.apigee}/apis",
         params={"name": spec.proxy_name, "action": "import"},
-        data=zipped,
-        headers={"Content-Type": "application/octet-stream"},
+        files={"file": ("bundle.zip", zipped, "application/zip")},
         timeout=10,
     ).raise_for_status()
     fleet.create("e2e-hand")

@@ -17,7 +17,11 @@ from gatehouse.local.standins import apigee
 from gatehouse.local.standins.server import Handle
 
 SA = "gatehouse-proxy@my-proj.iam.gserviceaccount.com"
-OCTET = {"Content-Type": "application/octet-stream"}
+
+
+def as_file(bundle: bytes) -> dict[str, tuple[str, bytes, str]]:
+    """The documented upload of apis.create: multipart/form-data, the zip in the form field "file"."""
+    return {"file": ("bundle.zip", bundle, "application/zip")}
 
 
 def make_bundle(
@@ -76,8 +80,7 @@ def import_bundle(handle: Handle, name: str = "orders", bundle: bytes | None = N
     return requests.post(
         f"{org(handle)}/apis",
         params={"name": name, "action": "import"},
-        data=bundle if bundle is not None else make_bundle(name),
-        headers=OCTET,
+        files=as_file(bundle if bundle is not None else make_bundle(name)),
         timeout=10,
     )
 
@@ -151,8 +154,7 @@ def test_validate_does_not_import(stand: Handle) -> None:
     response = requests.post(
         f"{org(stand)}/apis",
         params={"name": "orders", "action": "validate"},
-        data=make_bundle(),
-        headers=OCTET,
+        files=as_file(make_bundle()),
         timeout=10,
     )
     assert response.status_code == 200
@@ -521,8 +523,7 @@ def test_cli_serves_and_persists_state(tmp_path: Path) -> None:
         imported = requests.post(
             f"{url}/apis",
             params={"name": "orders", "action": "import"},
-            data=make_bundle(),
-            headers=OCTET,
+            files=as_file(make_bundle()),
             timeout=10,
         )
         assert imported.json()["revision"] == "1"

@@ -278,7 +278,6 @@ def test_apigee_scenario_uses_only_schema_fields(servers: dict[str, Handle]) -> 
     org = "/v1/organizations/local-org"
     env = f"{org}/environments/test"
     sa = {"serviceAccount": "proxy@my-proj.iam.gserviceaccount.com"}
-    octet = {"Content-Type": "application/octet-stream"}
     call("GET", org)
     call("GET", env)
     for name, path, desc in (
@@ -291,10 +290,15 @@ def test_apigee_scenario_uses_only_schema_fields(servers: dict[str, Handle]) -> 
             "POST",
             f"{org}/apis",
             params={"name": name, "action": "import"},
-            data=_bundle(name, path, desc),
-            headers=octet,
+            files={"file": ("bundle.zip", _bundle(name, path, desc), "application/zip")},
         )
-    call("POST", f"{org}/apis", 400, params={"name": "x", "action": "import"}, data=b"zip?", headers=octet)
+    call(
+        "POST",
+        f"{org}/apis",
+        400,
+        params={"name": "x", "action": "import"},
+        files={"file": ("bundle.zip", b"zip?", "application/zip")},
+    )
     call("GET", f"{org}/apis/orders")
     call("GET", f"{org}/apis", params={"includeRevisions": "true", "includeMetaData": "true"})
     call(

@@ -1,7 +1,7 @@
 """Render a :class:`~gatehouse.exposure.ProxySpec` and its profile into an Apigee proxy bundle.
 
-The bundle's SHA-256 is how registration decides whether Apigee needs a new revision (Apigee keeps
-at most 250 and returns no content hash of its own), so rendering is strictly deterministic: the
+The bundle's content hash is how registration decides whether Apigee needs a new revision (Apigee
+keeps at most 250 and returns no content hash of its own), so rendering is strictly deterministic: the
 same spec and profile give the same bytes on any machine and any day. Nothing volatile (revision,
 generation, timestamps, etags) is read, zip entries are sorted with fixed timestamps and modes,
 and entries are *stored*, not deflated, because deflate output may differ between zlib builds.
@@ -15,6 +15,12 @@ Layout of the proxy (order of the ProxyEndpoint PreFlow request steps):
 CORS (answers preflights before anything else) -> payload threat protection -> authentication ->
 SpikeArrest -> Quota -> request header rules. The TargetEndpoint calls the service URL with a
 Google ID token whose audience is that same URL (Cloud Run rejects path-bearing audiences).
+
+Every bundle marks itself in the base configuration's ``<Description>``, which Apigee returns as
+the revision's ``description`` (``organizations.apis.revisions.get``): :func:`bundle_marker` holds
+the content hash (SHA-256 of the bundle rendered without that marker) and :func:`owner_marker`
+names the installation. A revision whose import answer was lost, or which was never labelled, is
+thereby recognisable as this installation's and as holding exactly this content.
 
 No catch-all RaiseFault for unknown paths and no DefaultFaultRule: the proxy is a pass-through,
 so every path belongs to the service, and Apigee's own fault responses are already JSON.
@@ -67,11 +73,21 @@ _XML_CONTENT = f'request.content != null and request.header.Content-Type ~~ "{_X
 
 @dataclass(frozen=True)
 class Bundle:
-    """A rendered proxy: its files (``apiproxy/...`` -> bytes), the zip to import, and its hash."""
+    """A rendered proxy: its files (``apiproxy/...`` -> bytes), the zip to import, the zip's hash,
+    and the content hash its description carries (see :func:`bundle_marker`)."""
 
     files: Mapping[str, bytes]
     zip_bytes: bytes
     sha256: str
+    content_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Markers:
+    """What a revision's description says about who generated it and from what content."""
+
+    owner: str | None = None
+    content_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,8 +104,8 @@ def render(spec: ProxySpec, profile: Profile, *, owner_id: str = DEFAULT_OWNER_I
     """Build the bundle for one service. Deterministic: equal inputs give byte-identical output.
 
     ``owner_id`` (the installation's, see Settings) is written into the description as
-    :func:`owner_marker`, so a proxy imported by a run that died before labelling it is still
-    recognisable as ours.
+    :func:`owner_marker`, and the content hash as :func:`bundle_marker`, so a revision imported by
+    a run that died (or lost the answer) before labelling it is still recognisable as ours.
     """
     if spec.profile != profile.name:
         raise InputError(f"spec asks for profile {spec.profile!r} but profile {profile.name!r} was given")
@@ -106,17 +122,24 @@ def render(spec: ProxySpec, profile: Profile, *, owner_id: str = DEFAULT_OWNER_I
     response = _header_steps(
         RESPONSE_HEADERS_POLICY, profile.headers.response.set, profile.headers.response.remove
     )
+    base = f"apiproxy/{spec.proxy_name}.xml"
     files = {
-        f"apiproxy/{spec.proxy_name}.xml": _serialize(_base_config(spec, owner_id)),
+        base: _serialize(_base_config(spec, owner_id, None)),
         "apiproxy/proxies/default.xml": _serialize(_proxy_endpoint(spec.base_path, request, response)),
         "apiproxy/targets/default.xml": _serialize(_target_endpoint(spec, profile)),
     }
     for step in (*request, *response):
         files[f"apiproxy/policies/{step.name}.xml"] = _serialize(step.policy)
+    # the content hash covers everything but itself: the bundle as it would be without the marker
+    content_hash = hashlib.sha256(_zip(dict(sorted(files.items())))).hexdigest()
+    files[base] = _serialize(_base_config(spec, owner_id, content_hash))
     ordered = dict(sorted(files.items()))
     zip_bytes = _zip(ordered)
     return Bundle(
-        files=MappingProxyType(ordered), zip_bytes=zip_bytes, sha256=hashlib.sha256(zip_bytes).hexdigest()
+        files=MappingProxyType(ordered),
+        zip_bytes=zip_bytes,
+        sha256=hashlib.sha256(zip_bytes).hexdigest(),
+        content_hash=content_hash,
     )
 
 
@@ -136,17 +159,32 @@ def owner_marker(owner_id: str) -> str:
     return f"[gatehouse owner: {owner_id}]"
 
 
+def bundle_marker(content_hash: str) -> str:
+    """The text in every bundle's description that carries its content hash."""
+    return f"[gatehouse bundle: {content_hash}]"
+
+
+_MARKER = re.compile(r"\[gatehouse (owner|bundle): ([a-z0-9_-]+)\]", re.ASCII)
+
+
+def read_markers(description: str) -> Markers:
+    """The owner and content hash a revision's description carries (the last of each kind)."""
+    found = dict(_MARKER.findall(description or ""))
+    return Markers(owner=found.get("owner"), content_hash=found.get("bundle"))
+
+
 # --------------------------------------------------------------------------------------------------
 # Endpoints
 
 
-def _base_config(spec: ProxySpec, owner_id: str) -> ET.Element:
+def _base_config(spec: ProxySpec, owner_id: str, content_hash: str | None) -> ET.Element:
     root = ET.Element("APIProxy", name=spec.proxy_name)
+    content = f"{bundle_marker(content_hash)} " if content_hash else ""
     _sub(
         root,
         "Description",
         f"Generated by gatehouse from Cloud Run service {spec.service_resource_name} "
-        f"(profile {spec.profile}). Manual changes are overwritten. {owner_marker(owner_id)}",
+        f"(profile {spec.profile}). Manual changes are overwritten. {content}{owner_marker(owner_id)}",
     )
     return root
 

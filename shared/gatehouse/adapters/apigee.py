@@ -1,9 +1,11 @@
 """Apigee management API v1 over google-auth's AuthorizedSession.
 
 No client library uploads a proxy bundle (the discovery entry for ``apis.create`` has no media
-upload), so this adapter speaks REST directly: the zip goes up as an ``application/octet-stream``
-body. Every call is rate limited (Apigee allows 6,000 management calls a minute per organization,
-shared by every instance) and retried on transient errors only.
+upload), so this adapter speaks REST directly: the zip goes up as ``multipart/form-data`` in the
+form field ``file``, as the discovery document describes (and apigeecli does). Every call is rate
+limited (Apigee allows 6,000 management calls a minute per organization, shared by every instance)
+and retried on transient errors only; an import, which creates a revision each time it lands, only
+on 429 (the caller looks for the revision after a lost answer; see the registration executor).
 """
 
 from __future__ import annotations
@@ -121,13 +123,15 @@ class ApigeeClient:
         return [_proxy(p) for p in doc.get("proxies") or [] if isinstance(p, dict)]
 
     def import_bundle(self, name: str, zip_bytes: bytes) -> int:
+        """Import ``zip_bytes`` as a new revision of ``name``. Not retried after a 5xx or a timeout:
+        the revision may exist (each landed import makes one), so that surfaces as TransientError."""
         response = self._request(
             "POST",
             "/apis",
             f"import bundle {name}",
+            idempotent=False,
             params={"name": name, "action": "import"},
-            data=zip_bytes,
-            headers={"Content-Type": "application/octet-stream"},
+            files={"file": (f"{name}.zip", zip_bytes, "application/zip")},
         )
         revision = _revision(json_or_empty(response).get("revision"))
         if revision is None:
@@ -206,9 +210,10 @@ class ApigeeClient:
                 params=params,
             )
         except PermanentError as exc:
-            # Deploy is not idempotent: a retried call whose first attempt landed says "already
-            # deployed". That is the state we wanted.
-            if "already deployed" in str(exc) and self._is_deployed(environment, name, revision):
+            # Deploy is not idempotent: a retried call whose first attempt landed is refused (400
+            # FAILED_PRECONDITION). Whatever the refusal says, the deployments tell whether the
+            # revision is deployed here, which is the state we wanted.
+            if exc.status in (400, 409, 412) and self._is_deployed(environment, name, revision):
                 return
             raise
 

@@ -4,6 +4,11 @@ Order matters: every environment's deploy change report is checked before anythi
 (a base-path conflict fails the service and deploys nothing); each deployment is watched to
 READY; a deployment that ends in ERROR (or READY with its base path not routed) is rolled back to
 the revision it replaced and the failure is reported.
+
+An import is never repeated blindly: each one that lands creates a revision. When its answer is
+lost (a 5xx or a timeout), the executor looks for a revision whose description carries the
+bundle's content hash and carries on with it; if there is none, the error surfaces as transient
+and the next delivery plans again from what Apigee then has.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gatehouse.errors import ConflictError, PermanentError, TransientError
+from gatehouse.bundle import read_markers
+from gatehouse.errors import ConflictError, NotFoundError, PermanentError, TransientError
 from gatehouse.logging import event, get_logger
 from gatehouse.ports import ApigeeApi, CloudRunApi, DeploymentStatus
 from gatehouse.registration.plan import (
@@ -31,6 +37,14 @@ from gatehouse.registration.plan import (
 
 _log = get_logger("registration")
 MAX_PRUNE_PER_RUN = 20  # bounds the calls one event may spend on housekeeping
+MAX_LOST_IMPORT_READS = 20  # revisions read to find the one a lost import answer created
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class Executor:
         ref, name = plan.ref, plan.proxy
         member = f"serviceAccount:{self.proxy_service_account}"
         new_revision: int | None = None
+        labelled: int | None = None
         labels: dict[str, str] = {}
         deploys = [a for a in plan.actions if isinstance(a, Deploy)]
 
@@ -73,13 +88,14 @@ class Executor:
             elif isinstance(action, ImportBundle):
                 if bundle_zip is None:
                     raise PermanentError("plan imports a bundle but none was rendered")
-                new_revision = self.apigee.import_bundle(name, bundle_zip)
+                new_revision = self._import(name, action, bundle_zip)
                 event(_log, "bundle imported", proxy=name, revision=new_revision)
             elif isinstance(action, LabelProxy):
                 labels = dict(action.labels)
                 if new_revision is not None:
                     labels[REVISION_LABEL] = str(new_revision)
                 self.apigee.set_labels(name, labels)
+                labelled = _int(labels.get(REVISION_LABEL))
             elif isinstance(action, Deploy):
                 if action is deploys[0]:
                     self._check_routes(name, deploys, new_revision)
@@ -95,9 +111,9 @@ class Executor:
             elif isinstance(action, Prune):
                 self._prune(name, action, new_revision)
 
-        final_revision = (
-            new_revision if new_revision is not None else (deploys[0].revision if deploys else None)
-        )
+        final_revision = new_revision if new_revision is not None else labelled
+        if final_revision is None and deploys:
+            final_revision = deploys[0].revision
         result = {
             "create": "registered",
             "update": "registered",
@@ -105,6 +121,38 @@ class Executor:
             "unregister": "unregistered",
         }.get(plan.result, plan.result)
         return Applied(result, plan.reason, final_revision)
+
+    def _import(self, name: str, action: ImportBundle, bundle_zip: bytes) -> int:
+        try:
+            return self.apigee.import_bundle(name, bundle_zip)
+        except TransientError as exc:
+            if not action.content_hash:
+                raise
+            lost = exc
+        # the import may have landed: find its revision before anyone imports again
+        found = self._find_imported(name, action)
+        if found is None:
+            raise TransientError(
+                f"{lost}; no revision of {name} holds the bundle, so the import did not land; "
+                "the next attempt plans again"
+            ) from lost
+        event(_log, "import answer lost; found the revision it created", proxy=name, revision=found)
+        return found
+
+    def _find_imported(self, name: str, action: ImportBundle) -> int | None:
+        proxy = self.apigee.get_proxy(name)
+        if proxy is None:
+            return None
+        known = set(action.known)
+        newer = sorted((r for r in proxy.revisions if r not in known), reverse=True)
+        for revision in newer[:MAX_LOST_IMPORT_READS]:
+            try:
+                description = self.apigee.revision_description(name, revision)
+            except NotFoundError:
+                continue
+            if read_markers(description).content_hash == action.content_hash:
+                return revision
+        return None
 
     @staticmethod
     def _resolve(revision: int, new_revision: int | None) -> int:
@@ -196,7 +244,8 @@ class Executor:
         protected = set(revisions[-action.keep :]) | set(action.protected)
         if new_revision is not None:
             protected.add(new_revision)
-        doomed = [r for r in revisions if r not in protected][:MAX_PRUNE_PER_RUN]
+        extras = [r for r in action.extras if r != new_revision and r not in action.protected]
+        doomed = sorted({*extras, *(r for r in revisions if r not in protected)})[:MAX_PRUNE_PER_RUN]
         for revision in doomed:
             self.apigee.delete_revision(name, revision)
         if doomed:

@@ -17,7 +17,7 @@ from typing import Any
 from gatehouse import bundle as bundles
 from gatehouse import exposure
 from gatehouse.config import Settings
-from gatehouse.errors import GatehouseError, InputError, PermanentError, TransientError
+from gatehouse.errors import GatehouseError, InputError, NotFoundError, PermanentError, TransientError
 from gatehouse.logging import bound, event, get_logger, new_correlation_id
 from gatehouse.ports import ApigeeApi, CloudRunApi, Coordinator, Deployment, Outcome, ProxyInfo
 from gatehouse.profiles import ProfileSet
@@ -26,6 +26,7 @@ from gatehouse.registration.plan import (
     OWNER_LABEL,
     PROJECT_LABEL,
     REGION_LABEL,
+    REVISION_LABEL,
     SERVICE_LABEL,
     Current,
     DesiredProxy,
@@ -120,7 +121,7 @@ class Registrar:
         return Desired(
             spec.proxy_name,
             DesiredProxy(
-                spec.proxy_name, tuple(spec.environments), bundle.sha256, spec.base_path, spec.profile
+                spec.proxy_name, tuple(spec.environments), bundle.content_hash, spec.base_path, spec.profile
             ),
             bundle.zip_bytes,
         )
@@ -129,15 +130,38 @@ class Registrar:
         proxy = self.apigee.get_proxy(name)
         if proxy is None:
             return Current(None)
-        deployments = tuple(self.apigee.list_proxy_deployments(name))
-        return Current(proxy, deployments, adoptable=self._adoptable(proxy))
+        return self._with_revisions(proxy, tuple(self.apigee.list_proxy_deployments(name)))
 
-    def _adoptable(self, proxy: ProxyInfo) -> bool:
-        """A proxy we imported but crashed before labelling carries our marker in its description."""
-        if proxy.labels.get(OWNER_LABEL) or proxy.latest_revision is None or len(proxy.revisions) > 1:
-            return False
-        description = self.apigee.revision_description(proxy.name, proxy.latest_revision)
-        return bundles.owner_marker(self.settings.owner_id) in description
+    def _with_revisions(self, proxy: ProxyInfo, deployments: tuple[Deployment, ...]) -> Current:
+        """The proxy, plus the revisions of ours that no label accounts for (imports whose labelling
+        failed or whose answer was lost), read from the markers in their descriptions.
+
+        An unlabelled proxy is adoptable when every revision carries this installation's marker,
+        however many there are (reading newest first, the first foreign revision ends the search).
+        A proxy labelled ours costs a read only per revision newer than the labelled one (none in
+        the steady state); one labelled someone else's costs nothing."""
+        owner = proxy.labels.get(OWNER_LABEL)
+        if owner and owner != self.settings.owner_id:
+            return Current(proxy, deployments)
+        try:
+            labelled = int(proxy.labels.get(REVISION_LABEL, "")) if owner else None
+        except ValueError:
+            labelled = None
+        unlabelled: dict[int, str] = {}
+        all_ours = bool(proxy.revisions)
+        for revision in sorted(proxy.revisions, reverse=True):
+            if labelled is not None and revision <= labelled:
+                break
+            try:
+                markers = bundles.read_markers(self.apigee.revision_description(proxy.name, revision))
+            except NotFoundError:
+                continue  # deleted since the listing
+            if markers.owner == self.settings.owner_id:
+                unlabelled[revision] = markers.content_hash or ""  # "": older bundles carry no hash
+            elif not owner:
+                all_ours = False
+                break
+        return Current(proxy, deployments, adoptable=not owner and all_ours, unlabelled=unlabelled)
 
     def _plan(self, ref: ServiceRef, want: Desired, current: Current) -> Plan:
         return plan(
@@ -322,11 +346,8 @@ class Registrar:
                     outcomes.append(r.outcome)
                 else:
                     proxy = proxies.get(want.proxy_name)
-                    current = Current(
-                        proxy,
-                        tuple(deployments.get(want.proxy_name, [])),
-                        adoptable=proxy is not None and self._adoptable(proxy),
-                    )
+                    listed = tuple(deployments.get(want.proxy_name, []))
+                    current = Current(None) if proxy is None else self._with_revisions(proxy, listed)
                     the_plan = self._plan(ref, want, current)
                     if apply and the_plan.writes:
                         to_apply.append((ref, want, the_plan))

@@ -11,8 +11,10 @@ deploy_delay_ms=...)`` returns a handle with ``.url`` and ``.stop()``.
 
 Semantics (see api-facts A1-A10):
 
-- import (``apis.create?action=import``) takes the zip as an octet-stream body or a multipart file
-  part; the zip root must be ``apiproxy/`` with one base config ``apiproxy/<name>.xml``; XML is
+- import (``apis.create?action=import``) takes the zip as a ``multipart/form-data`` file part (the
+  discovery document names the form field ``file``; as the API does, any file part is taken); any
+  other content type (a raw ``application/octet-stream`` body included) gets 400 INVALID_ARGUMENT
+  with a BadRequest field violation on ``file``, and creates nothing. The zip root must be ``apiproxy/`` with one base config ``apiproxy/<name>.xml``; XML is
   parsed, Step/RouteRule references checked; bad bundles get 400 INVALID_ARGUMENT "bundle contains
   errors" with PreconditionFailure violations. Each import adds a revision.
 - deploy: same revision deployed -> 400 "revision ... is already deployed" (override or not);
@@ -73,6 +75,8 @@ from gatehouse.local.standins.server import (
 )
 
 DEPLOY_ERROR_MARKER = "standin:deploy-error"
+# wording of the "same revision deployed again" refusal; clients must not depend on it (tests vary it)
+ALREADY_DEPLOYED = "revision {revision} is already deployed"
 MAX_BUNDLE_BYTES = 15 * 1024 * 1024
 PROXY_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 SERVICE_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]*@[a-z0-9-]+\.iam\.gserviceaccount\.com$")
@@ -83,6 +87,14 @@ AGGREGATES = re.compile(r"^\s*(sum|avg|min|max|count|p50|p90|p95|p99)\((\w+)\)\s
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def bad_request(field: str, description: str) -> dict[str, Any]:
+    """A ``google.rpc.BadRequest`` detail with one field violation."""
+    return {
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        "fieldViolations": [{"field": field, "description": description}],
+    }
 
 
 def _bundle_error(violations: list[dict[str, str]]) -> ApiError:
@@ -466,13 +478,26 @@ class Apigee(StandIn):
     # -- proxies --------------------------------------------------------------------------------
 
     def _read_bundle(self, call: Call) -> bytes:
+        """The zip of an import: apis.create documents multipart/form-data with a ``file`` part
+        (only updateApiProxyRevision also takes application/octet-stream)."""
         request = call.request
-        if request.mimetype == "multipart/form-data":
-            upload = request.files.get("file") or next(iter(request.files.values()), None)
-            if upload is None:
-                raise ApiError(400, "multipart body has no file part with the bundle")
-            return upload.read()  # type: ignore[no-any-return]
-        return request.get_data()
+        if request.mimetype != "multipart/form-data":
+            raise ApiError(
+                400,
+                f'unsupported Content-Type "{request.mimetype or "none"}": upload the bundle as '
+                'multipart/form-data with the zip in the form field "file"',
+                "INVALID_ARGUMENT",
+                [bad_request("file", "the bundle must be a multipart/form-data file part")],
+            )
+        upload = request.files.get("file") or next(iter(request.files.values()), None)
+        if upload is None:
+            raise ApiError(
+                400,
+                'multipart body has no file part with the bundle (form field "file")',
+                "INVALID_ARGUMENT",
+                [bad_request("file", "missing")],
+            )
+        return upload.read()  # type: ignore[no-any-return]
 
     @handles("POST", "apigee.organizations.apis.create")
     def create_proxy(self, call: Call) -> dict[str, Any]:
@@ -656,7 +681,7 @@ class Apigee(StandIn):
         if current and current["revision"] == number:
             raise ApiError(
                 400,
-                f"revision {self._revision_path(name, number)} is already deployed",
+                ALREADY_DEPLOYED.format(revision=self._revision_path(name, number)),
                 "FAILED_PRECONDITION",
             )
         violations = []

@@ -13,7 +13,10 @@ Test hooks live under ``/_standin/`` (never counted, never faulted):
 - ``POST /_standin/faults`` ``{"latency_ms": 200, "error_rate": 0.5, "statuses": [503, 429],
   "routes": ["apis.create", "/deployments"], "seed": 1}``: matching calls (``routes`` entries are
   method ids or substrings of the method id or request path; all calls if absent) are delayed and
-  fail at random with a ``google.rpc.Status`` (429 carries ``Retry-After: 1``).
+  fail at random with a ``google.rpc.Status`` (429 carries ``Retry-After: 1``); ``"times": N``
+  fails at most N calls. ``"phase": "after"`` injects after the handler ran: the call takes
+  effect (a write commits), then its answer is delayed by ``latency_ms`` (a client with a shorter
+  timeout gives up) and, if picked, replaced by the error (a lost response).
   ``DELETE /_standin/faults`` clears them.
 - ``GET /_standin/state``: the stand-in's state as JSON (for debugging).
 
@@ -162,7 +165,8 @@ def page_of(
 class Faults:
     """What ``POST /_standin/faults`` configures, shared by every stand-in: added latency, a share of
     calls answered with an error status (optionally only for some routes, and at most ``times`` calls),
-    reproducible with ``seed``. Callers hold their own lock around :meth:`pick`."""
+    reproducible with ``seed``; before the call takes effect or (``phase`` "after") once it has.
+    Callers hold their own lock around :meth:`pick`."""
 
     def __init__(self) -> None:
         self.spec: dict[str, Any] | None = None
@@ -172,6 +176,9 @@ class Faults:
         """Validate and install ``spec``; raises ValueError with what is wrong."""
         latency, rate = spec.get("latency_ms", 0), spec.get("error_rate", 0.0)
         statuses, routes, times = spec.get("statuses") or [503], spec.get("routes"), spec.get("times")
+        phase = spec.get("phase", "before")
+        if phase not in ("before", "after"):
+            raise ValueError('phase must be "before" (the call has no effect) or "after" (it has)')
         if not isinstance(latency, int) or latency < 0:
             raise ValueError("latency_ms must be a non-negative integer")
         if not isinstance(rate, int | float) or not 0 <= rate <= 1:
@@ -188,6 +195,7 @@ class Faults:
             "statuses": statuses,
             "routes": routes,
             "times": times,
+            "phase": phase,
         }
         if "seed" in spec:
             self.rng.seed(spec["seed"])
@@ -195,6 +203,11 @@ class Faults:
 
     def clear(self) -> None:
         self.spec = None
+
+    @property
+    def after(self) -> bool:
+        """Faults are injected once the call has taken effect."""
+        return bool(self.spec and self.spec.get("phase") == "after")
 
     def pick(self, *names: str) -> tuple[float, int | None]:
         """The delay for a call known by ``names`` (route template, path, method id) and the error
@@ -301,10 +314,23 @@ class StandIn:
             if found:
                 self.method_calls[found[0].id] += 1
             delay, injected = self._fault(found[0] if found else None, path)
+            after = self.faults.after
+        if after and (delay or injected):
+            try:
+                answer = self._handle(request, found)
+            except ApiError as exc:
+                answer = error_response(exc)
+            if delay:
+                time.sleep(delay)
+            return injected or answer
         if delay:
             time.sleep(delay)
         if injected:
             return injected
+        return self._handle(request, found)
+
+    def _handle(self, request: Request, found: tuple[Method, dict[str, str]] | None) -> Response:
+        verb, path = request.method, request.path
         if not found or found[0].id not in self.handlers:
             what = f"method {found[0].id} is not implemented by the stand-in" if found else "no such route"
             raise ApiError(404, f"{verb} {path}: {what} ({self.API} discovery document)")
