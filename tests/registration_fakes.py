@@ -31,7 +31,8 @@ class FakeApigee:
         self.deployed: dict[tuple[str, str], int] = {}  # (env, proxy) -> revision
         self.calls: Counter[str] = Counter()
         self.fail_deploy: set[tuple[str, int]] = set()  # (proxy, revision) that end in ERROR
-        self.transient_once: set[str] = set()
+        self.transient_once: set[str] = set()  # fail before the call takes effect
+        self.lost_once: set[str] = set()  # the call takes effect, then its answer is lost
         self.lock = threading.Lock()
 
     def _call(self, name: str) -> None:
@@ -67,7 +68,13 @@ class FakeApigee:
             rev = max(p.revisions, default=0) + 1
             p.revisions[rev] = zip_bytes
             p.base_path, p.descriptions[rev] = _read_bundle(zip_bytes)
-            return rev
+        self._lose("import")
+        return rev
+
+    def _lose(self, name: str) -> None:
+        if name in self.lost_once:
+            self.lost_once.discard(name)
+            raise TransientError(f"{name}: timed out after the write")
 
     def set_labels(self, name: str, labels: Mapping[str, str]) -> None:
         self._call("labels")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gatehouse.bundle import Bundle, owner_marker, render, write_tree
+from gatehouse.bundle import Bundle, Markers, bundle_marker, owner_marker, read_markers, render, write_tree
 from gatehouse.errors import InputError
 from gatehouse.exposure import ProxySpec, RunService, desired
 from gatehouse.profiles import ProfileSet, load_profiles, parse_profiles
@@ -340,6 +340,20 @@ def test_owner_id_is_marked_in_the_description() -> None:
     assert team.sha256 != default.sha256
     with pytest.raises(InputError, match="invalid owner id"):
         render(spec, PROFILES.profiles["apikey"], owner_id="Team A]")
+
+
+def test_description_carries_the_content_hash() -> None:
+    spec, bundle = bundle_for("v2-apikey.json")
+    description = parsed(bundle, f"apiproxy/{spec.proxy_name}.xml").findtext("Description") or ""
+    markers = read_markers(description)
+    assert markers == Markers(owner="gatehouse", content_hash=bundle.content_hash)
+    assert re.fullmatch(r"[0-9a-f]{64}", bundle.content_hash)
+    assert bundle_marker(bundle.content_hash) in description
+    # deterministic, and it changes with the content (and with the owner)
+    assert render(spec, PROFILES.profiles["apikey"]).content_hash == bundle.content_hash
+    other = render(spec, PROFILES.profiles["apikey"], owner_id="team-a")
+    assert other.content_hash != bundle.content_hash
+    assert read_markers("written by hand") == Markers()
 
 
 def test_render_refuses_the_wrong_profile() -> None:

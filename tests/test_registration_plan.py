@@ -165,3 +165,49 @@ def test_deleting_a_service_never_touches_a_proxy_of_someone_else() -> None:
 def test_absent_service_without_proxy_is_a_no_op() -> None:
     p = run(None, Current(None), Policy.SYNC, absent_reason="service deleted", service_exists=False)
     assert p.result == "unchanged" and not p.writes
+
+
+def test_an_unlabelled_revision_of_ours_holding_the_content_is_labelled_not_imported_again() -> None:
+    """An outage while labelling left revisions 1-3 of ours, none labelled; 2 holds this content."""
+    current = Current(proxy({}, (1, 2, 3)), adoptable=True, unlabelled={1: HASH, 2: HASH, 3: OTHER_HASH})
+    p = run(desired(("prod", "test")), current)
+    assert p.result == "create" and p.writes
+    assert not any(isinstance(a, ImportBundle) for a in p.actions)
+    label = p.actions[1]
+    assert isinstance(label, LabelProxy) and label.labels[REVISION_LABEL] == "2"
+    assert p.actions[2:4] == (Deploy("prod", 2, None), Deploy("test", 2, None))
+    assert p.actions[-1] == Prune(5, (1, 2, 3), (2,), (1, 3))
+    # under create-only too: finishing a create is not changing an existing proxy
+    assert run(desired(), current, Policy.CREATE_ONLY).result == "create"
+
+
+def test_unlabelled_revisions_of_ours_without_the_content_are_pruned_after_a_new_import() -> None:
+    current = Current(proxy({}, (1, 2)), adoptable=True, unlabelled={1: "", 2: OTHER_HASH})
+    p = run(desired(), current)
+    assert p.result == "update" and ImportBundle() in p.actions
+    assert p.actions[-1] == Prune(5, (1, 2), (), (1, 2))
+
+
+def test_an_owned_proxy_reuses_a_newer_unlabelled_revision_and_prunes_duplicates() -> None:
+    """Labelled revision 3; 4 and 5 hold the new content (an import whose answer was lost, twice)."""
+    current = Current(
+        proxy(ours(), (1, 2, 3, 4, 5)), deployed(("test", 3)), unlabelled={4: OTHER_HASH, 5: OTHER_HASH}
+    )
+    p = run(desired(content_hash=OTHER_HASH), current)
+    assert p.result == "update" and not any(isinstance(a, ImportBundle) for a in p.actions)
+    assert Deploy("test", 5, 3) in p.actions
+    assert p.actions[-1] == Prune(5, (1, 2, 3, 4, 5), (5,), (4,))
+    # once labelled, a leftover duplicate is deleted and nothing else
+    settled = Current(
+        proxy(ours(5, OTHER_HASH), (3, 4, 5)), deployed(("test", 5)), unlabelled={4: OTHER_HASH}
+    )
+    tidy = run(desired(content_hash=OTHER_HASH), settled)
+    assert tidy.result == "unchanged" and tidy.actions == (Prune(5, (), (), (4,)),)
+
+
+def test_an_import_carries_what_finding_a_lost_answer_needs() -> None:
+    p = run(desired(content_hash=OTHER_HASH), Current(proxy(ours()), deployed(("test", 3))))
+    imported = next(a for a in p.actions if isinstance(a, ImportBundle))
+    assert imported.content_hash == OTHER_HASH and imported.known == (1, 2, 3)
+    created = next(a for a in run(desired(), Current(None)).actions if isinstance(a, ImportBundle))
+    assert created.content_hash == HASH and created.known == ()

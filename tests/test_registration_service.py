@@ -10,6 +10,7 @@ import pytest
 
 from gatehouse import exposure
 from gatehouse.config import Policy, Settings
+from gatehouse.errors import TransientError
 from gatehouse.profiles import load_profiles
 from gatehouse.registration.plan import FAILED_LABEL, OWNER_LABEL, REVISION_LABEL, ServiceRef
 from gatehouse.registration.service import Registrar
@@ -216,3 +217,26 @@ def test_a_transient_failure_surfaces_as_transient(method: str) -> None:
     assert registrar.reconcile_service(ref("orders")).outcome.result in ("registered", "unchanged")
     name = exposure.proxy_name(PROJECT, REGION, "orders")
     assert apigee.proxies[name].labels[REVISION_LABEL] in {str(r) for r in apigee.proxies[name].revisions}
+
+
+def test_a_lost_import_answer_is_found_by_its_content_hash_not_imported_again() -> None:
+    registrar, apigee, _, _ = make(svc("orders"))
+    apigee.lost_once.add("import")
+    report = registrar.reconcile_service(ref("orders"))
+    assert report.outcome.result == "registered" and report.outcome.revision == 1
+    name = exposure.proxy_name(PROJECT, REGION, "orders")
+    assert apigee.calls["import"] == 1 and sorted(apigee.proxies[name].revisions) == [1]
+    assert apigee.deployed == {("test", name): 1}
+
+
+def test_an_outage_while_labelling_imports_once_and_ends_registered() -> None:
+    registrar, apigee, _, _ = make(svc("orders"))
+    name = exposure.proxy_name(PROJECT, REGION, "orders")
+    for _ in range(3):
+        apigee.transient_once.add("labels")
+        with pytest.raises(TransientError):
+            registrar.reconcile_service(ref("orders"))
+    assert registrar.reconcile_service(ref("orders")).outcome.result == "registered"
+    assert apigee.calls["import"] == 1 and sorted(apigee.proxies[name].revisions) == [1]
+    assert apigee.proxies[name].labels[OWNER_LABEL] == "test-owner"
+    assert apigee.deployed == {("test", name): 1}

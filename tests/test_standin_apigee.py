@@ -150,6 +150,34 @@ def test_import_creates_revisions_and_lists_them(stand: Handle) -> None:
     assert bundle.content == make_bundle()
 
 
+@pytest.mark.parametrize(
+    "upload",
+    [
+        pytest.param(
+            {"data": make_bundle(), "headers": {"Content-Type": "application/octet-stream"}}, id="octet"
+        ),
+        pytest.param({"data": make_bundle(), "headers": {"Content-Type": "application/zip"}}, id="zip"),
+        pytest.param({"data": make_bundle()}, id="no-content-type"),
+        pytest.param({"files": {"name": (None, "orders")}}, id="multipart-without-file"),
+    ],
+)
+def test_import_takes_only_a_multipart_file_part(stand: Handle, upload: dict) -> None:
+    """apis.create documents multipart/form-data with the zip in the form field "file"."""
+    refused = requests.post(
+        f"{org(stand)}/apis", params={"name": "orders", "action": "import"}, timeout=10, **upload
+    )
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert any(
+        v["field"] == "file"
+        for d in error.get("details", [])
+        if d["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+        for v in d["fieldViolations"]
+    )
+    assert requests.get(f"{org(stand)}/apis/orders", timeout=10).status_code == 404
+
+
 def test_validate_does_not_import(stand: Handle) -> None:
     response = requests.post(
         f"{org(stand)}/apis",
@@ -456,6 +484,41 @@ def test_fault_injection_errors_latency_and_route_filter(stand: Handle) -> None:
     assert import_bundle(stand).status_code == 200
     assert time.monotonic() - started < 0.3
     assert requests.post(faults, json={"error_rate": 2}, timeout=10).status_code == 400
+
+
+def test_faults_after_the_call_took_effect_lose_or_delay_its_answer(stand: Handle) -> None:
+    faults = f"{stand.url}/_standin/faults"
+    lost = {"error_rate": 1.0, "statuses": [503], "times": 1, "routes": ["apis.create"], "phase": "after"}
+    assert requests.post(faults, json=lost, timeout=10).json()["phase"] == "after"
+    assert import_bundle(stand).status_code == 503
+    # the revision was created all the same, and only that one call failed
+    assert requests.get(f"{org(stand)}/apis/orders", timeout=10).json()["revision"] == ["1"]
+    assert import_bundle(stand).status_code == 200
+
+    requests.post(faults, json={"latency_ms": 600, "routes": ["apis.create"], "phase": "after"}, timeout=10)
+    with pytest.raises(requests.Timeout):
+        import_bundle_with_timeout(stand, 0.2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # committed before the answer was delayed
+        if requests.get(f"{org(stand)}/apis/orders", timeout=10).json()["revision"] == ["1", "2", "3"]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the delayed import did not take effect")
+
+    # a refused call stays refused; a bad phase is a bad request
+    requests.post(faults, json={"latency_ms": 1, "routes": ["apis.create"], "phase": "after"}, timeout=10)
+    assert import_bundle(stand, name="has space").status_code == 400
+    assert requests.post(faults, json={"phase": "during"}, timeout=10).status_code == 400
+
+
+def import_bundle_with_timeout(handle: Handle, timeout: float) -> requests.Response:
+    return requests.post(
+        f"{org(handle)}/apis",
+        params={"name": "orders", "action": "import"},
+        files=as_file(make_bundle()),
+        timeout=timeout,
+    )
 
 
 def test_seeded_faults_are_reproducible(stand: Handle) -> None:

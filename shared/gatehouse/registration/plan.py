@@ -316,7 +316,8 @@ def plan(
             proxy_name,
             "create" if adopting else "update",
             f"revision {chosen} of {proxy_name}, imported earlier but never labelled, holds this "
-            f"bundle; labelling and deploying it" + _extras_note(dict.fromkeys(extras, ""))
+            f"bundle; labelling and deploying it"
+            + _extras_note(dict.fromkeys(extras, ""))
             + _kept_note(removed, policy),
             tuple(actions),
         )

@@ -14,10 +14,12 @@ Semantics (see api-facts A1-A10):
 - import (``apis.create?action=import``) takes the zip as a ``multipart/form-data`` file part (the
   discovery document names the form field ``file``; as the API does, any file part is taken); any
   other content type (a raw ``application/octet-stream`` body included) gets 400 INVALID_ARGUMENT
-  with a BadRequest field violation on ``file``, and creates nothing. The zip root must be ``apiproxy/`` with one base config ``apiproxy/<name>.xml``; XML is
-  parsed, Step/RouteRule references checked; bad bundles get 400 INVALID_ARGUMENT "bundle contains
-  errors" with PreconditionFailure violations. Each import adds a revision.
-- deploy: same revision deployed -> 400 "revision ... is already deployed" (override or not);
+  with a BadRequest field violation on ``file``, and creates nothing. The zip root must be
+  ``apiproxy/`` with one base config ``apiproxy/<name>.xml``; XML is parsed, Step/RouteRule
+  references checked; bad bundles get 400 INVALID_ARGUMENT "bundle contains errors" with
+  PreconditionFailure violations. Each import adds a revision.
+- deploy: same revision deployed -> 400 FAILED_PRECONDITION "revision ... is already deployed"
+  (override or not; the wording is :data:`ALREADY_DEPLOYED`, which tests vary);
   another revision deployed without ``override`` -> 400 FAILED_PRECONDITION CONFLICTING_DEPLOYMENT;
   a bundle with ``Authentication/GoogleIDToken|GoogleAccessToken`` and no ``serviceAccount`` ->
   MISSING_SERVICE_ACCOUNT. A different proxy already deployed in the environment with an
