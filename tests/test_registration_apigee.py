@@ -226,9 +226,10 @@ def test_unlabelled_revisions_of_ours_are_adopted_and_the_extras_pruned(stand: H
     assert_one_deployed_revision(stand, kept)
 
 
-def test_an_unlabelled_proxy_with_a_revision_not_ours_is_still_a_conflict(stand: Handle) -> None:
+def test_unlabelled_revisions_are_adopted_only_when_every_one_is_ours(stand: Handle) -> None:
     reg = registrar(stand)
-    import_by_hand(stand, rendered(reg))
+    for _ in range(2):
+        import_by_hand(stand, rendered(reg))
     theirs = rewrite_description(
         rendered(reg),
         re.escape(bundles.owner_marker(OWNER).encode()),
@@ -238,7 +239,13 @@ def test_an_unlabelled_proxy_with_a_revision_not_ours_is_still_a_conflict(stand:
     report = reg.reconcile_service(REF)
     assert report.outcome.result == "conflict"
     assert "not created by gatehouse" in report.outcome.reason
-    assert proxy_doc(stand)["revision"] == ["1", "2"] and deployments(stand) == {}
+    assert proxy_doc(stand)["revision"] == ["1", "2", "3"] and deployments(stand) == {}
+    # once the foreign revision is gone, the two of ours are adopted
+    requests.delete(
+        f"{stand.url}/v1/organizations/local-org/apis/{PROXY}/revisions/3", timeout=5
+    ).raise_for_status()
+    assert reg.reconcile_service(REF).outcome.result == "registered"
+    assert_one_deployed_revision(stand, "2")
 
 
 # -- 1.5: a deploy retried after its answer was lost ----------------------------------------------
