@@ -142,7 +142,7 @@ def render(
                 "base_path": spec.base_path,
                 "profile": spec.profile,
                 "environments": list(spec.environments),
-                "hash": rendered.sha256,
+                "hash": rendered.content_hash,  # the gatehouse-hash label holds its first 48 characters
             }
         )
     )

@@ -126,8 +126,8 @@ class Executor:
         try:
             return self.apigee.import_bundle(name, bundle_zip)
         except TransientError as exc:
-            if not action.content_hash:
-                raise
+            if not action.content_hash or exc.status == 429:
+                raise  # 429: refused before it did anything
             lost = exc
         # the import may have landed: find its revision before anyone imports again
         found = self._find_imported(name, action)

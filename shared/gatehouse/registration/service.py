@@ -36,6 +36,9 @@ from gatehouse.registration.plan import (
 )
 
 _log = get_logger("registration")
+# descriptions read per proxy labelled ours to find revisions its labels miss (an unlabelled proxy
+# is read until a revision is not ours, however many: adopting it needs them all to be ours)
+MAX_UNLABELLED_READS = 50
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,8 @@ class Registrar:
             labelled = None
         unlabelled: dict[int, str] = {}
         all_ours = bool(proxy.revisions)
-        for revision in sorted(proxy.revisions, reverse=True):
-            if labelled is not None and revision <= labelled:
+        for read, revision in enumerate(sorted(proxy.revisions, reverse=True)):
+            if owner and (read >= MAX_UNLABELLED_READS or (labelled is not None and revision <= labelled)):
                 break
             try:
                 markers = bundles.read_markers(self.apigee.revision_description(proxy.name, revision))
