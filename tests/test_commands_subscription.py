@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
 
 from gatehouse.local import stack
 from gatehouse.local.processes import start_pubsub_emulator, stop
+from tests.conftest import wait_for
 
 
 class Receiver(ThreadingHTTPServer):

@@ -79,6 +79,25 @@ id from IAM was killed) is found as an orphan of the record, as in the create wi
 before the record is released. With no enabled ``current`` to copy (the very first rotation of an
 empty secret, or ``current`` disabled by hand) there is no valid credential to protect and the
 rejected version is disabled as before (the report notes that ``latest`` is unreadable).
+
+Backoff. The first retry after an abandoned rotation is immediate (one damaged value is not a
+broken tester); from the second rejection in a row on, the next attempt waits 1d, 2d, 4d ... (at
+most ``REJECTION_BACKOFF_CAP``), counted in ``gatehouse-state-rejections`` and reset by a finish.
+The target reports the rotation as failed with the time of the next attempt; retirement goes on.
+A forced rotation does not wait.
+
+Forced rotations. ``Context.force_before`` makes a credential created before it due; ``begin``
+records that instant (and ``revoke``) in the rotation record, so a run that never received the
+command (a retry, tomorrow's run) completes an interrupted forced rotation. With ``revoke`` (a
+leak response; a ``SECRET_ROTATE`` notification is not one) ``finish`` notes the replaced version
+and its mirrors in ``gatehouse-state-revoked``: grace 1 is zero for them, so they and their key are
+disabled in the same run, right after the new credential passed its test; and when the account
+has fewer free key slots than ``min_free_slots``, the disabled keys of revoked versions are deleted
+before grace 2, oldest first, so repeated forced rotations never exhaust the slots.
+
+Delayed destruction. On a secret with ``versionDestroyTtl`` a destroy only disables the version and
+sets ``scheduledDestroyTime``; such a version counts as destroyed (no second destroy is planned, a
+note gives the time) and is forgotten once Secret Manager has destroyed it.
 """
 
 from __future__ import annotations
