@@ -1,8 +1,10 @@
 """In-memory fakes of the rotation ports, with the semantics of the real services.
 
-Secret Manager: versions numbered from 1, ``latest`` = the highest-numbered version whatever its
-state (Google: "the most recently created SecretVersion"; accessing it when that version is
-DISABLED or DESTROYED fails with FAILED_PRECONDITION, it never falls back), aliases (not
+Secret Manager: versions numbered from 1, ``versionDestroyTtl`` (a destroy disables the version
+and sets ``scheduledDestroyTime``; it is DESTROYED once that time has passed), ``latest`` = the
+highest-numbered version whatever its state (Google: "the most recently created SecretVersion";
+accessing it when that version is DISABLED or DESTROYED fails with FAILED_PRECONDITION, it never
+falls back), aliases (not
 ``latest``/``NEW``, at most 50, must name an existing version), a new secret etag on every
 UpdateSecret and a precondition failure on a stale one, version etags, annotation key syntax and
 the 16 KiB total, DESTROYED is terminal, payloads of at most 64 KiB with a CRC32C check. IAM: 10
@@ -184,6 +186,7 @@ class StoredVersion:
     payload: bytes | None
     crc: int
     etag: str
+    scheduled_destroy: datetime | None = None  # versionDestroyTtl: DISABLED until then
 
 
 @dataclass
@@ -195,6 +198,7 @@ class StoredSecret:
     etag: str
     create_time: datetime
     versions: dict[int, StoredVersion] = field(default_factory=dict)
+    destroy_ttl: timedelta | None = None  # Secret.versionDestroyTtl
 
     def latest(self) -> StoredVersion | None:
         """What ``latest`` names: the highest-numbered version, whatever its state."""
@@ -220,6 +224,15 @@ class FakeSecretManager:
         self._etags = 0
         self.stored: list[bytes] = []  # every payload ever stored, for leak scans
         self.corrupt_next_add = False  # store a damaged payload (with a matching checksum) once
+        # project id -> number: names in answers use the number, as the real API does; requests
+        # may use either
+        self.project_numbers: dict[str, str] = {}
+
+    def canonical(self, name: str) -> str:
+        parts = name.split("/")
+        if len(parts) >= 2 and parts[0] == "projects":
+            parts[1] = self.project_numbers.get(parts[1], parts[1])
+        return "/".join(parts)
 
     def _etag(self) -> str:
         self._etags += 1
@@ -227,18 +240,25 @@ class FakeSecretManager:
 
     def _secret(self, name: str) -> StoredSecret:
         try:
-            return self.secrets[name]
+            secret = self.secrets[self.canonical(name)]
         except KeyError:
             raise NotFoundError(f"Secret [{name}] not found or has no versions.", status=404) from None
+        now = self.world.clock.now()
+        for version in secret.versions.values():  # delayed destructions that are due
+            if version.scheduled_destroy is not None and version.scheduled_destroy <= now:
+                version.state, version.payload, version.scheduled_destroy = VersionState.DESTROYED, None, None
+                version.etag = self._etag()
+        return secret
 
     # setup, not port calls
     def create(self, name: str, labels: dict[str, str], annotations: dict[str, str]) -> StoredSecret:
+        name = self.canonical(name)
         secret = StoredSecret(name, dict(labels), dict(annotations), {}, self._etag(), self.world.clock.now())
         self.secrets[name] = secret
         return secret
 
     def seed_version(self, name: str, payload: bytes, created: datetime) -> int:
-        secret = self.secrets[name]
+        secret = self.secrets[self.canonical(name)]
         self.stored.append(payload)
         number = len(secret.versions) + 1
         secret.versions[number] = StoredVersion(
@@ -266,7 +286,7 @@ class FakeSecretManager:
         return [
             self.info(s)
             for name, s in sorted(self.secrets.items())
-            if name.startswith(parent + "/secrets/") and match[1] in s.labels
+            if name.startswith(self.canonical(parent) + "/secrets/") and match[1] in s.labels
         ]
 
     @_port_call(write=False)
@@ -277,7 +297,7 @@ class FakeSecretManager:
     def list_secret_versions(self, name: str) -> list[VersionInfo]:
         secret = self._secret(name)
         return [
-            VersionInfo(v.number, v.state, v.create_time, v.etag)
+            VersionInfo(v.number, v.state, v.create_time, v.etag, v.scheduled_destroy)
             for v in sorted(secret.versions.values(), key=lambda v: -v.number)
         ]
 
@@ -380,6 +400,13 @@ class FakeSecretManager:
     @_port_call(write=True)
     def destroy_secret_version(self, name: str, version: int, *, etag: str) -> None:
         stored = self._version(name, version, etag)
+        ttl = self._secret(name).destroy_ttl
+        if ttl:  # versionDestroyTtl: disabled now, destroyed when the time has passed
+            if stored.scheduled_destroy is None:
+                stored.state = VersionState.DISABLED
+                stored.scheduled_destroy = self.world.clock.now() + ttl
+                stored.etag = self._etag()
+            return
         stored.state = VersionState.DESTROYED
         stored.payload = None
         stored.etag = self._etag()
@@ -568,7 +595,7 @@ class World:
     # -- inspection for assertions (no port calls, no faults) ----------------------------------
 
     def secret(self, name: str) -> StoredSecret:
-        return self.sm.secrets[name]
+        return self.sm.secrets[self.sm.canonical(name)]
 
     def version_problem(self, name: str, number: int, spec: GeneratorSpec | None = None) -> str | None:
         """Why version ``number`` is not a valid, usable credential (None when it is)."""

@@ -339,6 +339,19 @@ def test_every_consumed_subscription_has_a_dead_letter_policy_and_backoff() -> N
         assert _ref(body["topic"]) != "google_pubsub_topic.dead_letters.id", name
 
 
+def test_the_commands_subscription_keeps_secret_manager_test_messages_off() -> None:
+    """Secret Manager's data-less TOPIC_CONFIGURED (and its other events) never reach on_command;
+    commands (no attributes) and SECRET_ROTATE do. The local stack uses the same filter."""
+    from gatehouse.local.stack import COMMANDS_FILTER
+
+    assert _subscriptions()["commands"].get("filter") == COMMANDS_FILTER
+    assert "SECRET_ROTATE" in COMMANDS_FILTER and "NOT attributes:eventType" in COMMANDS_FILTER
+    assert len(COMMANDS_FILTER.encode()) <= 256  # Pub/Sub's limit
+    for name, body in _subscriptions().items():
+        if name != "commands":
+            assert not body.get("filter"), name
+
+
 def test_pubsub_agent_can_dead_letter() -> None:
     agent = {(role, scope) for who, role, scope, _ in _grants("service_agent_roles") if who == "pubsub"}
     assert ("roles/pubsub.publisher", "topic:dead-letters") in agent

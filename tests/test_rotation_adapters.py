@@ -339,6 +339,36 @@ def test_rotation_lifecycle_with_real_adapters(
     assert_no_leak(env, captured, capsys)
 
 
+def test_a_delayed_destroy_is_read_as_scheduled_and_requested_once(env: Env) -> None:
+    """versionDestroyTtl: the adapter reads scheduledDestroyTime, so the version counts as destroyed
+    (DISABLED until then) and no second destroy is requested; it is forgotten once DESTROYED."""
+    created = env.client.create_secret(
+        parent=f"projects/{PROJECT}",
+        secret_id="api-token",
+        secret={
+            "replication": {"automatic": {}},
+            "labels": {"gatehouse-rotate": "generated"},
+            "version_destroy_ttl": timedelta(days=1),
+        },
+    )
+    assert statuses(env.run_job()) == {TOKEN: "rotated"}  # the first version
+    env.clock.advance(timedelta(days=91))
+    assert statuses(env.run_job()) == {TOKEN: "rotated"}  # 2 current, 1 previous
+    env.clock.advance(timedelta(days=31))
+    destroyed = env.run_job()
+    assert statuses(destroyed) == {TOKEN: "maintained"}, target(destroyed, TOKEN).reason
+    assert env.states(created.name) == {2: "ENABLED", 1: "DISABLED"}
+    row = next(v for v in target(destroyed, TOKEN).versions if v.number == 1)
+    assert row.scheduled_destroy == env.clock.now() + timedelta(days=1)
+    writes = env.writes()
+    assert set(statuses(env.run_job()).values()) == {"unchanged"}
+    assert env.writes() == writes
+    env.clock.advance(timedelta(days=2))
+    assert statuses(env.run_job()) == {TOKEN: "maintained"}  # forgotten
+    assert env.states(created.name) == {2: "ENABLED", 1: "DESTROYED"}
+    assert not read_state(env.client.get_secret(name=created.name).annotations).retired
+
+
 class RejectOnce:
     """A token exchange that refuses the first key it is shown for good, then accepts."""
 

@@ -87,9 +87,15 @@ def test_secret_rotate_notification_rotates_that_secret_keeping_the_old_key(stac
     # grace period: the old key stays enabled next to the new one
     keys = _keys(stack, f"e2e-notif-{tag}")
     assert len(keys) == 2 and not any(k.get("disabled") for k in keys)
-    lines = [
-        json.loads(x) for x in read_log(stack, "on_command").splitlines() if name in x and "rotate apply" in x
-    ]
+
+    def logged() -> list[dict[str, Any]]:  # written once the run's report is complete: wait for it
+        return [
+            json.loads(x)
+            for x in read_log(stack, "on_command").splitlines()
+            if name in x and "rotate apply" in x
+        ]
+
+    lines = wait_for(logged, timeout=30, what="on_command's log line for the notified secret")
     assert [(x["trigger"], x["status"]) for x in lines] == [("SECRET_ROTATE", "rotated")]
 
 

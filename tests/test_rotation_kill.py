@@ -236,3 +236,30 @@ def key_of(world: World, number: int) -> str:
     payload = world.secret(NAME).versions[number].payload
     assert payload is not None
     return str(json.loads(payload)["private_key_id"])
+
+
+@pytest.mark.parametrize("variant", ["same-task", "next-execution"])
+def test_a_forced_rotation_killed_after_its_intent_is_completed_by_a_later_run(variant: str) -> None:
+    """The force is recorded with the intent: the run that picks the rotation up (a retry of the
+    task, or tomorrow's scheduled run, neither of which received the command) completes it, and as
+    a leak response, revokes the replaced key at once."""
+    world = World()
+    world.add_sa_key_target(NAME, SA, age=timedelta(days=10))  # not due by age
+    names = holders(variant)
+    settings = RotationSettings(projects=("p1",), job_identity=JOB, holder=next(names))
+    run(world.ports(consumers=False), settings)  # adopt
+    problems = observe(world, "sa-key", "tested")
+    world.faults.crash_after_write = len(world.faults.writes) + 1  # right after "begin"
+    with pytest.raises(Crash):
+        run(world.ports(consumers=False), settings, secret=NAME, force_before=world.clock.now())
+    world.faults.crash_after_write = None
+    old_key = key_of(world, 1)
+
+    run_until_quiet(world, names, variant)  # no force passed: only the record knows
+
+    assert problems == []
+    secret = world.secret(NAME)
+    assert secret.aliases == {"current": 2, "previous": 1}
+    assert secret.versions[1].state is VersionState.DISABLED
+    assert world.iam.keys[SA][old_key].disabled is True
+    assert len(world.iam.created) == 1

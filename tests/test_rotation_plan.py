@@ -316,7 +316,7 @@ ROTATION_CASES = [
         "rotation requested for credentials created before now: due",
         steady(),
         ctx(force_before=NOW),
-        [Begin(2, frozenset({K1, K2}))],
+        [Begin(2, frozenset({K1, K2}), force=NOW)],  # the force is recorded with the intent
     ),
     (
         "the same request redelivered after the rotation: nothing",

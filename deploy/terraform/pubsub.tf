@@ -120,12 +120,18 @@ resource "google_pubsub_subscription" "run_events" {
   }
 }
 
-# Commands -> on_command.
+# Commands -> on_command. The topic carries operators' commands (gcloud, Cloud Scheduler: no
+# attributes) and the Secret Manager notifications of secrets that list it (attribute eventType).
+# Only SECRET_ROTATE needs on_command: the filter keeps the rest off the subscription, above all
+# the TOPIC_CONFIGURED test message Secret Manager sends, without data, whenever a secret's topics
+# are set (it would otherwise end up in the dead-letter topic). Pub/Sub acknowledges what the
+# filter drops. A subscription's filter cannot be changed in place: Terraform replaces it.
 resource "google_pubsub_subscription" "commands" {
   name    = "${var.name_prefix}-commands"
   project = var.project_id
   topic   = google_pubsub_topic.commands.id
   labels  = local.labels
+  filter  = "NOT attributes:eventType OR attributes.eventType = \"SECRET_ROTATE\""
 
   ack_deadline_seconds       = 600
   message_retention_duration = "604800s"

@@ -14,7 +14,7 @@ from typing import Any
 
 from gatehouse import events
 from gatehouse.config import Settings
-from gatehouse.errors import InputError
+from gatehouse.errors import InputError, TransientError
 from gatehouse.logging import event, get_logger
 from gatehouse.ports import JobLauncher
 
@@ -95,6 +95,7 @@ def on_secret_event(
         force_before=published,
         request_id=None,
         trigger="SECRET_ROTATE",
+        revoke=False,  # a scheduled rotation, not a leak: the old credential keeps its grace
     )
 
 
@@ -106,8 +107,15 @@ def rotate_one(
     force_before: datetime | None,
     request_id: str | None,
     trigger: str,
+    revoke: bool | None = None,
 ) -> dict[str, Any]:
-    """Run the rotation protocol inline for one secret (still guarded by its state and etags)."""
+    """Run the rotation protocol inline for one secret (still guarded by its state and etags).
+
+    A target another runner holds (``busy``: its rotation record is inside the create-window lease)
+    raises TransientError, so Pub/Sub redelivers the message until the rotation can be completed
+    (a forced rotation would otherwise be acknowledged and forgotten); the force is also recorded
+    with the rotation's intent, so the daily run completes it if the redeliveries give up. A
+    secret outside the rotation projects is acknowledged with the reason (nothing is changed)."""
     from gatehouse import runtime
     from gatehouse.rotation.job import run as rotate
     from gatehouse.rotation.settings import RotationSettings
@@ -119,6 +127,7 @@ def rotate_one(
         plan_only=plan,
         secret=secret,
         force_before=force_before,
+        revoke=revoke,
     )
     target = report.targets[0] if report.targets else None
     summary = {
@@ -137,6 +146,8 @@ def rotate_one(
         level=40 if report.exit_code else 20,
         **summary,
     )
+    if target is not None and target.status == "busy" and not plan:
+        raise TransientError(f"rotate {secret}: {target.reason}; redeliver to complete it")
     return summary
 
 

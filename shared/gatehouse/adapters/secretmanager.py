@@ -123,6 +123,11 @@ def _version_info(version: secretmanager.SecretVersion) -> VersionInfo:
         state=VersionState(version.state.name),
         create_time=_when(version.create_time),
         etag=str(version.etag),
+        scheduled_destroy=(
+            _when(version.scheduled_destroy_time)
+            if secretmanager.SecretVersion.pb(version).HasField("scheduled_destroy_time")
+            else None
+        ),
     )
 
 

@@ -281,6 +281,12 @@ def _create_topics(host: str, topics: dict[str, str]) -> None:
         publisher.create_topic(name=topic)
 
 
+# The commands subscription's filter, as deploy/terraform/pubsub.tf sets it: commands (no attributes)
+# and SECRET_ROTATE notifications pass; Secret Manager's other events, above all the data-less
+# TOPIC_CONFIGURED test message, are acknowledged by Pub/Sub and never reach on_command.
+COMMANDS_FILTER = 'NOT attributes:eventType OR attributes.eventType = "SECRET_ROTATE"'
+
+
 def _subscription_names() -> dict[str, str]:
     return {
         "run_events": f"projects/{PROJECT}/subscriptions/{TOPICS['run_events']}-on-run-event",
@@ -313,6 +319,7 @@ def _create_subscriptions(host: str, topics: dict[str, str], functions: dict[str
                 push_config=types.PushConfig(push_endpoint=f"{functions[target]}/{topics[key]}"),
                 retry_policy=retry,
                 dead_letter_policy=dead_letter,
+                filter=COMMANDS_FILTER if key == "commands" else "",
             )
         )
     subscriber.create_subscription(

@@ -54,7 +54,7 @@ from gatehouse.rotation.ports import (
 )
 from gatehouse.rotation.report import Action, ConsumerRow, KeyRow, TargetReport, VersionRow
 from gatehouse.rotation.settings import RotationSettings
-from gatehouse.rotation.state import Record, RotationState, read_state, write_state
+from gatehouse.rotation.state import Record, Rejections, RotationState, read_state, write_state
 from gatehouse.rotation.target import Kind, Target, TargetError
 from gatehouse.rotation.verify import check_generated, check_key_file, key_id_of
 
@@ -105,6 +105,7 @@ class TargetRunner:
         *,
         plan_only: bool = False,
         force_before: datetime | None = None,
+        revoke: bool = False,
     ) -> None:
         self.target = target
         self.ports = ports
@@ -112,6 +113,7 @@ class TargetRunner:
         self.settings = run.settings
         self.plan_only = plan_only
         self.force_before = force_before
+        self.revoke = revoke
         self.name = target.secret
         self.key_ids: dict[int, str] = {}  # version -> key id read from its payload
         self.read_versions: set[int] = set()  # payloads already read (a payload never changes)
@@ -181,6 +183,7 @@ class TargetRunner:
                     settings=self.settings,
                     own_rotations=frozenset(self.run.own_rotations),
                     force_before=self.force_before,
+                    revoke=self.revoke,
                 )
                 plan = p.plan(self.target, snap, ctx)
                 notes = plan.notes
@@ -201,10 +204,14 @@ class TargetRunner:
                     planned = tuple(step.describe() for step in plan.steps)
                     if plan.refusal:
                         status, reason = "refused", plan.refusal.message
+                    elif plan.deferred and not planned:
+                        status, reason = "failed", plan.deferred
                     elif planned:
                         status, reason = "planned", "; ".join(plan.due)
                     break
                 if not plan.steps:
+                    if plan.deferred:
+                        status, reason = "failed", plan.deferred
                     break
                 if self.rejection and not isinstance(plan.steps[0], _ABANDON):
                     break  # after a rejection only the abandon steps run; the next run starts over
@@ -275,9 +282,11 @@ class TargetRunner:
                     aliases={p.CURRENT: n},
                     state=lambda s: replace(s, key_ids=_put(s.key_ids, n, key_id), current_since=created),
                 )
-            case p.Begin(base=base, known_keys=known):
+            case p.Begin(base=base, known_keys=known, force=force, revoke=revoke):
                 rotation_id = new_rotation_id(now)
-                record = Record(rotation_id, self.settings.holder, now, base, known)
+                record = Record(
+                    rotation_id, self.settings.holder, now, base, known, force=force, revoke=revoke
+                )
                 self._update(snap, state=lambda s: replace(s, record=record))
                 self.run.own_rotations.add(rotation_id)
                 self.rotation_id = rotation_id
@@ -303,18 +312,21 @@ class TargetRunner:
                     self._update(snap, state=lambda s: _mark(s, rejected=True, at=now))
                     raise
                 self._update(snap, state=lambda s: _mark(s, rejected=False, at=now))
-            case p.Finish(version=n, previous=old, mirrors=copies):
+            case p.Finish(version=n, previous=old, mirrors=copies, revoke=revoke):
                 aliases: dict[str, int | None] = {p.CURRENT: n, p.PENDING: None}
                 if old is not None:
                     aliases[p.PREVIOUS] = old
+                replaced = {**_put({}, old, now), **dict.fromkeys(copies, now)}
                 self._update(
                     snap,
                     aliases=aliases,
                     state=lambda s: replace(
                         s,
                         record=None,
-                        retired={**_put(s.retired, old, now), **dict.fromkeys(copies, now)},
+                        retired={**s.retired, **replaced},
+                        revoked={**s.revoked, **replaced} if revoke else s.revoked,
                         current_since=now,
+                        rejections=None,
                     ),
                 )
                 self.finished = True
@@ -355,6 +367,7 @@ class TargetRunner:
                         retired=_drop(s.retired, n),
                         key_ids=_drop(s.key_ids, n),
                         mirrors=_drop(s.mirrors, n),
+                        revoked=_drop(s.revoked, n),
                     ),
                 )
             case p.ReleasePending(version=n):
@@ -367,6 +380,7 @@ class TargetRunner:
                         record=None,
                         retired=_put(s.retired, n if alive else None, now),
                         key_ids=s.key_ids if alive else _drop(s.key_ids, n),
+                        rejections=_rejected_again(s, now),
                     ),
                 )
             case p.ClearRecord():
@@ -597,6 +611,8 @@ def _inventory(snap: p.Snapshot, now: datetime) -> dict[str, Any]:
         roles.setdefault(number, []).append("mirror")
     for number in state.retired:
         roles.setdefault(number, []).append("retired")
+    for number in state.revoked:
+        roles.setdefault(number, []).append("revoked")
     versions = tuple(
         VersionRow(
             number=v.number,
@@ -606,6 +622,7 @@ def _inventory(snap: p.Snapshot, now: datetime) -> dict[str, Any]:
                 roles.get(v.number) or (["unmanaged"] if v.state is not VersionState.DESTROYED else [])
             ),
             retired_at=state.retired.get(v.number),
+            scheduled_destroy=v.scheduled_destroy,
         )
         for v in sorted(snap.versions, key=lambda v: -v.number)
     )
@@ -632,6 +649,15 @@ def _inventory(snap: p.Snapshot, now: datetime) -> dict[str, Any]:
         for k in sorted(snap.keys, key=lambda k: k.valid_after)
     )
     return {"versions": versions, "keys": keys}
+
+
+def _rejected_again(state: RotationState, at: datetime) -> Rejections | None:
+    """The rejection count after releasing an abandoned rotation (unchanged when the pending version
+    was abandoned for another reason, e.g. disabled by hand)."""
+    if state.record is None or state.record.rejected is None:
+        return state.rejections
+    count = state.rejections.count if state.rejections else 0
+    return Rejections(count + 1, at)
 
 
 def _mark(state: RotationState, *, rejected: bool, at: datetime) -> RotationState:

@@ -47,6 +47,7 @@ def run(
     shard: tuple[int, int] = (0, 1),
     secret: str | None = None,
     force_before: datetime | None = None,
+    revoke: bool | None = None,
     progress: Progress | None = None,
     workers: int = 1,
 ) -> RunReport:
@@ -55,7 +56,15 @@ def run(
     ``secret`` limits the run to one ``projects/P/secrets/S`` (a command or a ``SECRET_ROTATE``
     notification; still age-gated). ``force_before`` makes a rotation due for every target whose
     current credential was created before that instant (an operator's "rotate now", e.g. after a
-    leak); passing the command's publish time keeps redelivered commands from rotating twice.
+    leak); passing the command's publish time keeps redelivered commands from rotating twice. The
+    force is recorded with the rotation's intent, so a run that did not receive it still completes
+    it. ``revoke`` (default: whenever ``force_before`` is given) makes the force a leak response:
+    the replaced credential is disabled as soon as the new one has passed its test, not after
+    grace 1; a ``SECRET_ROTATE`` notification passes False.
+
+    ``secret`` may name its project by id or by number (Secret Manager answers with the number):
+    both are one secret. A secret outside ``settings.projects`` is left alone: its report says so
+    (status ``skipped``) and nothing is written.
     ``workers`` targets run at once: each target's steps stay strictly in order (every step re-reads
     its secret), but targets are independent (one secret per account), and the run is bound by API
     latency, not CPU.
@@ -67,14 +76,15 @@ def run(
     if not settings.job_identity:
         notes.append("the job's own identity is not configured: it cannot be excluded from rotation")
     with bound(correlation_id=run_id, component="rotation"):
-        listed, errors = _list(ports, settings)
+        listed, errors, scope = _list(ports, settings)
         reports: list[TargetReport] = []
         if secret is not None and secret not in listed:
-            problem = _not_listed(ports, secret)
-            if isinstance(problem, SecretInfo):
-                listed[secret] = problem
+            found = _single(ports, settings, secret, listed, scope)
+            if isinstance(found, SecretInfo):
+                secret = found.name
+                listed.setdefault(secret, found)
             else:
-                reports.append(TargetReport(secret=secret, status="failed", reason=problem))
+                reports.append(found)
         targets, invalid = _parse(listed, settings)
         # a single secret that is not a valid listed target was reported above
         names = sorted(listed) if secret is None else [secret] if secret in listed else []
@@ -85,7 +95,12 @@ def run(
                 return TargetReport(secret=name, status="failed", reason=invalid[name])
             with bound(correlation_id=run_id, component="rotation", secret_name=name):
                 runner = TargetRunner(
-                    targets[name], ports, state, plan_only=plan_only, force_before=force_before
+                    targets[name],
+                    ports,
+                    state,
+                    plan_only=plan_only,
+                    force_before=force_before,
+                    revoke=force_before is not None if revoke is None else revoke,
                 )
                 return runner.run_target()
 
@@ -120,30 +135,70 @@ def run(
     return result
 
 
-def _list(ports: RotationPorts, settings: RotationSettings) -> tuple[dict[str, SecretInfo], list[str]]:
+def _project_of(name: str) -> str:
+    return name.split("/")[1] if name.startswith("projects/") and name.count("/") >= 3 else ""
+
+
+def _list(
+    ports: RotationPorts, settings: RotationSettings
+) -> tuple[dict[str, SecretInfo], list[str], set[str]]:
+    """The targets (by the names Secret Manager answers with), the listing errors, and the scope:
+    every way the projects are named (ids, the known numbers, the numbers the listing answered)."""
     listed: dict[str, SecretInfo] = {}
     errors: list[str] = []
+    scope = set(settings.projects)
+    scope |= {settings.project_numbers[p] for p in settings.projects if p in settings.project_numbers}
+    scope |= {p for p, n in settings.project_numbers.items() if n in settings.projects}
     for project in settings.projects:
         parent = f"projects/{project}"
         try:
             for info in ports.secrets.list_secrets(parent, filter=LIST_FILTER):
+                scope.add(_project_of(info.name))
                 if is_target(info.labels):
                     listed[info.name] = info
         except GatehouseError as exc:
             errors.append(f"{parent}: secrets could not be listed: {redact(str(exc))}")
-    return listed, errors
+    return listed, errors, scope
 
 
-def _not_listed(ports: RotationPorts, secret: str) -> SecretInfo | str:
-    """The secret itself when it is a target outside the listed projects, else why it is not one."""
+def _single(
+    ports: RotationPorts,
+    settings: RotationSettings,
+    secret: str,
+    listed: dict[str, SecretInfo],
+    scope: set[str],
+) -> SecretInfo | TargetReport:
+    """A secret named by a command that the listing did not return under that name: the secret
+    (named as Secret Manager names it: project number or id, one secret either way) when it is a
+    target in scope, else the report that answers the command. Out of scope changes nothing."""
+    out_of_scope = TargetReport(
+        secret=secret,
+        status="skipped",
+        reason=f"{secret} is outside the rotation projects (GATEHOUSE_ROTATION_PROJECTS: "
+        f"{', '.join(settings.projects) or 'none'}): left alone",
+    )
     try:
         info = ports.secrets.get_secret(secret)
     except NotFoundError:
-        return f"{secret} does not exist"
+        if _project_of(secret) not in scope:
+            return out_of_scope
+        return TargetReport(secret=secret, status="failed", reason=f"{secret} does not exist")
     except GatehouseError as exc:
-        return f"{secret} could not be read: {redact(str(exc))}"
+        if _project_of(secret) not in scope:
+            return out_of_scope
+        return TargetReport(
+            secret=secret, status="failed", reason=f"{secret} could not be read: {redact(str(exc))}"
+        )
+    if info.name in listed:
+        return listed[info.name]
+    if _project_of(secret) not in scope and _project_of(info.name) not in scope:
+        return out_of_scope
     if not is_target(info.labels):
-        return f"{secret} has no {ROTATE_LABEL} label: not a rotation target"
+        return TargetReport(
+            secret=secret,
+            status="failed",
+            reason=f"{secret} has no {ROTATE_LABEL} label: not a rotation target",
+        )
     return info
 
 

@@ -79,6 +79,25 @@ id from IAM was killed) is found as an orphan of the record, as in the create wi
 before the record is released. With no enabled ``current`` to copy (the very first rotation of an
 empty secret, or ``current`` disabled by hand) there is no valid credential to protect and the
 rejected version is disabled as before (the report notes that ``latest`` is unreadable).
+
+Backoff. The first retry after an abandoned rotation is immediate (one damaged value is not a
+broken tester); from the second rejection in a row on, the next attempt waits 1d, 2d, 4d ... (at
+most ``REJECTION_BACKOFF_CAP``), counted in ``gatehouse-state-rejections`` and reset by a finish.
+The target reports the rotation as failed with the time of the next attempt; retirement goes on.
+A forced rotation does not wait.
+
+Forced rotations. ``Context.force_before`` makes a credential created before it due; ``begin``
+records that instant (and ``revoke``) in the rotation record, so a run that never received the
+command (a retry, tomorrow's run) completes an interrupted forced rotation. With ``revoke`` (a
+leak response; a ``SECRET_ROTATE`` notification is not one) ``finish`` notes the replaced version
+and its mirrors in ``gatehouse-state-revoked``: grace 1 is zero for them, so they and their key are
+disabled in the same run, right after the new credential passed its test; and when the account
+has fewer free key slots than ``min_free_slots``, the disabled keys of revoked versions are deleted
+before grace 2, oldest first, so repeated forced rotations never exhaust the slots.
+
+Delayed destruction. On a secret with ``versionDestroyTtl`` a destroy only disables the version and
+sets ``scheduledDestroyTime``; such a version counts as destroyed (no second destroy is planned, a
+note gives the time) and is forgotten once Secret Manager has destroyed it.
 """
 
 from __future__ import annotations
@@ -94,6 +113,7 @@ from gatehouse.rotation.target import Kind, Target, TargetError
 
 CURRENT = "current"
 PENDING = "pending"
+REJECTION_BACKOFF_CAP = timedelta(days=30)
 PREVIOUS = "previous"
 ADVICE = "use workload identity or service account impersonation instead of a key"
 
@@ -117,6 +137,9 @@ class Context:
     settings: RotationSettings
     own_rotations: frozenset[str] = frozenset()  # record ids this process wrote: it may create
     force_before: datetime | None = None  # rotate if current was created before this instant
+    # the force is a leak response: the replaced credential is disabled as soon as the new one
+    # passed its test (no grace 1) and its disabled key may go early when key slots run short
+    revoke: bool = False
 
 
 # -- steps ----------------------------------------------------------------------------------------
@@ -136,11 +159,17 @@ class Adopt:
 class Begin:
     base: int
     known_keys: frozenset[str]
+    force: datetime | None = None  # recorded with the intent: any later run completes the force
+    revoke: bool = False
 
     def describe(self) -> str:
+        forced = ""
+        if self.force is not None:
+            forced = f"; forced for credentials created before {format_time(self.force)}"
+            forced += ", the replaced one is revoked at once" if self.revoke else ""
         return (
             "begin a rotation (then create, test, finish): record the intent before creating anything "
-            f"(base version {self.base})"
+            f"(base version {self.base}{forced})"
         )
 
 
@@ -190,9 +219,16 @@ class Finish:
     version: int
     previous: int | None
     mirrors: tuple[int, ...] = ()  # mirrors of the old current, retired with it
+    revoke: bool = False  # a forced rotation: the old credential is disabled now, not after grace 1
 
     def describe(self) -> str:
-        old = f"; version {self.previous} becomes previous (grace 1 starts)" if self.previous else ""
+        if self.previous and self.revoke:
+            old = (
+                f"; version {self.previous} becomes previous and, as this is a forced rotation, is "
+                "revoked: disabled with its credential now that the new one passed its test"
+            )
+        else:
+            old = f"; version {self.previous} becomes previous (grace 1 starts)" if self.previous else ""
         copies = ", ".join(str(m) for m in self.mirrors)
         retired = f"; its mirror(s) {copies} are retired with it" if copies else ""
         return f"make version {self.version} current{old}{retired}"
@@ -323,6 +359,7 @@ class Plan:
     notes: tuple[str, ...] = ()  # warnings and advice
     refusal: Refusal | None = None  # a rotation is due but preflight forbids it
     busy: str | None = None  # another runner is inside its create window
+    deferred: str | None = None  # a rotation is due but backs off after repeated rejections
     skip: str | None = None  # never rotated by this job
     error: str | None = None  # state only a human can repair
 
@@ -362,6 +399,7 @@ class _Planner:
         self.newest = max(self.versions, default=None)
         self.due: list[str] = []
         self.notes: list[str] = []
+        self.forced = False  # a forced rotation made the current credential due
 
     def plan(self) -> Plan:
         retire = self._retirement()
@@ -395,11 +433,56 @@ class _Planner:
         if not reasons:
             return Plan()
         self.due += reasons
+        backoff = self._backoff()
+        if backoff:
+            return Plan(deferred=backoff)
         refusal = self._preflight()
         if refusal:
             return Plan(refusal=refusal)
-        base = max(self.versions, default=0)
-        return Plan(steps=(Begin(base, frozenset(self.keys)),))
+        return Plan(steps=(self._begin(),))
+
+    def _begin(self) -> Begin:
+        forced = self._force() if self.forced else None
+        return Begin(
+            max(self.versions, default=0),
+            frozenset(self.keys),
+            force=forced,
+            revoke=forced is not None and self._revoke(),
+        )
+
+    def _force(self) -> datetime | None:
+        """The force in effect: the command's, or the one recorded with an interrupted intent."""
+        record = self.state.record
+        recorded = record.force if record is not None else None
+        return max((t for t in (self.ctx.force_before, recorded) if t is not None), default=None)
+
+    def _revoke(self) -> bool:
+        record = self.state.record
+        return (self.ctx.revoke and self.ctx.force_before is not None) or (
+            record is not None and record.revoke
+        )
+
+    def _backoff(self) -> str | None:
+        """After rotations abandoned in a row (the new credential failed its test), wait 1d, 2d,
+        4d ... (at most REJECTION_BACKOFF_CAP) before the next attempt; the first retry is at once
+        (one damaged value is not a broken tester). A forced rotation does not wait."""
+        rejections = self.state.rejections
+        if rejections is None or rejections.count < 2 or self.forced:
+            return None
+        wait = min(timedelta(days=2 ** min(rejections.count - 2, 16)), REJECTION_BACKOFF_CAP)
+        after = rejections.last + wait
+        if self.now >= after:
+            self.due.append(
+                f"the new credential failed its test {rejections.count} times in a row; trying again "
+                f"after a {format_duration(wait)} backoff"
+            )
+            return None
+        return (
+            f"rotation due but backing off: the new credential failed its test {rejections.count} times "
+            f"in a row (last {format_time(rejections.last)}); next attempt after {format_time(after)} "
+            f"(exponential backoff 1d, 2d, 4d ... at most {format_duration(REJECTION_BACKOFF_CAP)}); fix "
+            "the test or the credential's consumers' check, or force a rotation"
+        )
 
     def _pending(self, number: int) -> Plan:
         record = self.state.record
@@ -425,7 +508,8 @@ class _Planner:
                 if self.current is not None and self.current != number
                 else ()
             )
-            return Plan(steps=(Finish(number, old.number if keep and old else None, mirrors),))
+            step = Finish(number, old.number if keep and old else None, mirrors, revoke=record.revoke)
+            return Plan(steps=(step,))
         return Plan(steps=(Test(number, self.key_ids.get(number)),))
 
     def _abandon(self, number: int, *, enabled: bool) -> Step:
@@ -529,7 +613,7 @@ class _Planner:
         refusal = self._preflight()
         if refusal:
             return Plan(steps=(ClearRecord(),), refusal=refusal)
-        return Plan(steps=(Begin(max(self.versions, default=0), frozenset(self.keys)),))
+        return Plan(steps=(self._begin(),))
 
     def _orphans(self) -> list[str]:
         record = self.state.record
@@ -559,9 +643,11 @@ class _Planner:
                 f"current version {number} is {days(age)} old; the period is "
                 f"{format_duration(self.target.rotation_period)}"
             )
-        force = self.ctx.force_before
+        force = self._force()
         if force is not None and version.create_time < force:
-            reasons.append(f"rotation requested for credentials created before {format_time(force)}")
+            self.forced = True
+            leak = "; the replaced credential is revoked at once (leak response)" if self._revoke() else ""
+            reasons.append(f"rotation requested for credentials created before {format_time(force)}{leak}")
         if self.sa_key:
             key = self.keys.get(key_id) if key_id else None
             if key_id is None:
@@ -609,6 +695,31 @@ class _Planner:
             )
         return None
 
+    def _slot_relief(self, holders: Mapping[str, list[int]]) -> set[str]:
+        """Disabled keys of revoked versions (replaced by a forced rotation: leaked) to delete before
+        grace 2 when the account has fewer free key slots than a rotation needs, oldest first: forced
+        rotations must never exhaust the slots."""
+        if not self.sa_key:
+            return set()
+        short = self.settings.min_free_slots - (self.settings.key_limit - len(self.keys))
+        if short <= 0:
+            return set()
+        candidates = sorted(
+            (self.keys[k].valid_after, k)
+            for k, numbers in holders.items()
+            if k in self.keys
+            and self.keys[k].disabled
+            and all(n in self.state.revoked for n in numbers)
+            and not self._held_elsewhere(k, numbers[0])
+        )
+        relief = {k for _, k in candidates[:short]}
+        if relief:
+            self.due.append(
+                f"{self.target.service_account} has {short} key slot(s) too few: delete the disabled "
+                f"key(s) of revoked version(s) early ({', '.join(sorted(relief))})"
+            )
+        return relief
+
     def _key_notes(self, *, refused: bool) -> None:
         if not self.sa_key:
             return
@@ -654,10 +765,17 @@ class _Planner:
         for n in sorted(retired):
             if (held := self.key_ids.get(n)) is not None:
                 holders.setdefault(held, []).append(n)
+        relief = self._slot_relief(holders)
         for number, retired_at in sorted(retired.items()):
             version = self.versions.get(number)
-            alive = version is not None and version.state is not VersionState.DESTROYED
+            gone = version is None or version.state is VersionState.DESTROYED
+            # a destroy on a secret with versionDestroyTtl only disabled it until scheduledDestroyTime:
+            # it counts as destroyed (nothing more to do but wait), and is forgotten once it is gone
+            pending_destroy = version is not None and version.destroy_pending
+            alive = not gone and not pending_destroy
             enabled = version is not None and version.state is VersionState.ENABLED
+            # a version a forced rotation replaced is revoked at once: grace 1 is zero
+            disable_after = timedelta(0) if number in self.state.revoked else self.target.disable_after
             newest = number == self.newest
             key_id = self.key_ids.get(number)
             key = self.keys.get(key_id) if key_id else None
@@ -670,28 +788,44 @@ class _Planner:
                 and not self._held_elsewhere(key_id, number)
             ):
                 since = max(retired[n] for n in holders[key_id])
-                if self.now >= since + self.target.delete_after:
+                revoked = all(n in self.state.revoked for n in holders[key_id])
+                key_grace = timedelta(0) if revoked else self.target.disable_after
+                if self.now >= since + self.target.delete_after or key_id in relief:
                     key_first.append(DeleteKey(key_id, number))
-                elif self.now >= since + self.target.disable_after and not key.disabled:
+                elif self.now >= since + key_grace and not key.disabled:
                     key_last.append(DisableKey(key_id, number))
             if self.now >= retired_at + self.target.delete_after:
                 destroy = [DestroyVersion(number)] if alive and not newest else []
                 steps += [*key_first, *destroy, *key_last]
                 # forgotten once its key is gone, or lives on in a version that is not retired
                 key_done = key is None or (key_id is not None and self._held_elsewhere(key_id, number))
-                if not alive and key_done:
+                if gone and key_done:
                     steps.append(Forget(number))
                 elif key_first or destroy or key_last:
                     self.due.append(
                         f"version {number}: grace 2 ({format_duration(self.target.delete_after)}) "
                         f"over since {format_time(retired_at + self.target.delete_after)}"
                     )
-            elif self.now >= retired_at + self.target.disable_after:
-                disable = [DisableVersion(number)] if enabled and not newest else []
+                if pending_destroy and version is not None and version.scheduled_destroy is not None:
+                    self.notes.append(
+                        f"version {number} counts as destroyed: the secret's versionDestroyTtl delays "
+                        f"its destruction until {format_time(version.scheduled_destroy)} (DISABLED until "
+                        "then); no further destroy is requested"
+                    )
+            elif self.now >= retired_at + disable_after:
+                why = (
+                    "revoked: replaced by a forced rotation"
+                    if number in self.state.revoked
+                    else "grace 1 over"
+                )
+                disable = [DisableVersion(number, why)] if enabled and not newest else []
                 steps += [*key_first, *disable, *key_last]
                 if key_first or disable or key_last:
                     self.due.append(
-                        f"version {number}: grace 1 ({format_duration(self.target.disable_after)}) "
+                        f"version {number}: replaced by a forced rotation at {format_time(retired_at)}: "
+                        "revoked at once (no grace 1)"
+                        if number in self.state.revoked
+                        else f"version {number}: grace 1 ({format_duration(self.target.disable_after)}) "
                         f"over since {format_time(retired_at + self.target.disable_after)}"
                     )
             else:

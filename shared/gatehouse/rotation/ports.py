@@ -64,6 +64,14 @@ class VersionInfo:
     state: VersionState
     create_time: datetime
     etag: str
+    # ``scheduledDestroyTime``: a destroy of a secret with ``versionDestroyTtl`` only disables the
+    # version until then (it is DESTROYED afterwards); None when no destruction is scheduled
+    scheduled_destroy: datetime | None = None
+
+    @property
+    def destroy_pending(self) -> bool:
+        """Destroyed as far as anyone can act: only the delayed destruction is still to happen."""
+        return self.state is VersionState.DISABLED and self.scheduled_destroy is not None
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,9 @@ class SecretStore(Protocol):
         ...
 
     def destroy_secret_version(self, name: str, version: int, *, etag: str) -> None:
-        """DestroySecretVersion with ``SecretVersion.etag``; DESTROYED is terminal."""
+        """DestroySecretVersion with ``SecretVersion.etag``; DESTROYED is terminal. On a secret with
+        ``versionDestroyTtl`` the version becomes DISABLED with ``scheduledDestroyTime`` instead, and
+        DESTROYED once that time has passed."""
         ...
 
 

@@ -28,9 +28,12 @@ class VersionRow:
     state: str
     age_days: float
     # current, pending, previous, latest (the highest number, whatever its state), mirror (a copy
-    # of current that keeps latest readable after a rejected rotation), retired, unmanaged
+    # of current that keeps latest readable after a rejected rotation), retired, revoked (replaced
+    # by a forced rotation: disabled at once), unmanaged
     roles: tuple[str, ...] = ()
     retired_at: datetime | None = None
+    # versionDestroyTtl: destroyed as far as gatehouse is concerned, DESTROYED at this time
+    scheduled_destroy: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,9 @@ def _target(t: TargetReport) -> list[str]:
             [
                 (
                     v.number,
-                    v.state,
+                    f"{v.state} (destruction scheduled for {format_time(v.scheduled_destroy)})"
+                    if v.scheduled_destroy
+                    else v.state,
                     f"{v.age_days:.1f}d",
                     ", ".join(v.roles),
                     format_time(v.retired_at) if v.retired_at else "",

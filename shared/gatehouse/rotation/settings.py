@@ -58,8 +58,12 @@ def default_holder(env: Mapping[str, str]) -> str:
 class RotationSettings:
     """How the job behaves; the defaults are the documented policy."""
 
-    # projects whose secrets are listed (``labels.gatehouse-rotate:*``)
+    # projects whose secrets are listed (``labels.gatehouse-rotate:*``): the scope of the job and
+    # of single-secret commands
     projects: tuple[str, ...] = ()
+    # project id -> number (``GATEHOUSE_PROJECT_NUMBERS``): Secret Manager names secrets by number,
+    # operators by id; both name one secret
+    project_numbers: Mapping[str, str] = field(default_factory=dict)
     # the service account the job runs as: never rotated by the job itself
     job_identity: str | None = None
     # identifies this process in the rotation record (see default_holder)
@@ -134,6 +138,14 @@ class RotationSettings:
 
         projects = env.get("GATEHOUSE_ROTATION_PROJECTS") or env.get("GATEHOUSE_PROJECTS", "")
         values["projects"] = tuple(p.strip() for p in projects.split(",") if p.strip())
+        numbers: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in env.get("GATEHOUSE_PROJECT_NUMBERS", "").split(","))):
+            project, _, number = pair.partition("=")
+            if not project.strip() or not number.strip().isdigit():
+                problems.append(f"GATEHOUSE_PROJECT_NUMBERS: {pair!r} is not project=number")
+            else:
+                numbers[project.strip()] = number.strip()
+        values["project_numbers"] = numbers
         read("JOB_IDENTITY", "job_identity", str)
         read("PERIOD", "rotation_period", timedelta)
         read("DISABLE_AFTER", "disable_after", timedelta)

@@ -24,6 +24,16 @@ UpdateSecret guarded by the secret's etag:
     holding it is retired.
 ``gatehouse-state-current-since``  when ``current`` last moved (consumers updated before it may
     still hold the old value in an environment variable).
+``gatehouse-state-revoked``   version number -> when a forced rotation (a leak response) replaced
+    it: its credential is disabled as soon as the new one passed its test (no grace 1), and its
+    disabled key may be deleted early when the account runs short of key slots.
+``gatehouse-state-rejections``  ``count=N;last=T``: how many rotations in a row were abandoned
+    because the new credential failed its test, and when the last one was; the next attempt backs
+    off exponentially (``gatehouse.rotation.plan``). Cleared when a rotation finishes.
+
+The rotation record may also hold ``force`` (the instant before which credentials must be replaced:
+an operator's forced rotation or a ``SECRET_ROTATE`` notification) and ``revoke`` (the force was a
+leak response), so that a run that did not receive the command still completes it.
 
 All values are short ASCII (``3=2025-01-31T09:00:00Z,4=...``) so a human can read them in
 ``gcloud secrets describe`` and the 16 KiB annotation budget is never at risk.
@@ -43,13 +53,22 @@ KEYS = f"{STATE_PREFIX}keys"
 RETIRED = f"{STATE_PREFIX}retired"
 CURRENT_SINCE = f"{STATE_PREFIX}current-since"
 MIRRORS = f"{STATE_PREFIX}mirrors"
-_KNOWN = (RECORD, KEYS, RETIRED, CURRENT_SINCE, MIRRORS)
+REVOKED = f"{STATE_PREFIX}revoked"
+REJECTIONS = f"{STATE_PREFIX}rejections"
+_KNOWN = (RECORD, KEYS, RETIRED, CURRENT_SINCE, MIRRORS, REVOKED, REJECTIONS)
 
 _V = TypeVar("_V")
 
 
 def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _format_exact(value: datetime) -> str:
+    """Like format_time, with microseconds when there are any (a force instant is compared with
+    create times, so it must not be rounded)."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> datetime:
@@ -70,6 +89,8 @@ class Record:
     known_keys: frozenset[str] = frozenset()
     tested: datetime | None = None
     rejected: datetime | None = None
+    force: datetime | None = None  # rotate what was created before this instant (a forced rotation)
+    revoke: bool = False  # the force is a leak response: revoke the replaced credential at once
 
     def encode(self) -> str:
         parts = [
@@ -83,6 +104,10 @@ class Record:
             parts.append(f"tested={format_time(self.tested)}")
         if self.rejected is not None:
             parts.append(f"rejected={format_time(self.rejected)}")
+        if self.force is not None:
+            parts.append(f"force={_format_exact(self.force)}")
+        if self.revoke:
+            parts.append("revoke=1")
         return ";".join(parts)
 
     @classmethod
@@ -99,7 +124,27 @@ class Record:
             known_keys=frozenset(k for k in fields.get("keys", "").split(",") if k),
             tested=parse_time(fields["tested"]) if fields.get("tested") else None,
             rejected=parse_time(fields["rejected"]) if fields.get("rejected") else None,
+            force=parse_time(fields["force"]) if fields.get("force") else None,
+            revoke=fields.get("revoke") == "1",
         )
+
+
+@dataclass(frozen=True)
+class Rejections:
+    """Rotations abandoned in a row because the new credential failed its test."""
+
+    count: int
+    last: datetime
+
+    def encode(self) -> str:
+        return f"count={self.count};last={format_time(self.last)}"
+
+    @classmethod
+    def decode(cls, text: str) -> Rejections:
+        fields = dict(part.split("=", 1) for part in text.split(";") if "=" in part)
+        if not fields.get("count", "").isdigit() or not fields.get("last"):
+            raise ValueError("expected count=N;last=TIME")
+        return cls(count=int(fields["count"]), last=parse_time(fields["last"]))
 
 
 @dataclass(frozen=True)
@@ -109,6 +154,8 @@ class RotationState:
     retired: Mapping[int, datetime] = field(default_factory=dict)
     current_since: datetime | None = None
     mirrors: Mapping[int, int] = field(default_factory=dict)  # copy -> the version it copies
+    revoked: Mapping[int, datetime] = field(default_factory=dict)  # replaced by a forced rotation
+    rejections: Rejections | None = None
 
     def copies_of(self, number: int) -> list[int]:
         """The mirrors of version ``number`` (copies of its material), oldest first."""
@@ -140,13 +187,23 @@ def read_state(annotations: Mapping[str, str]) -> RotationState:
         since = parse_time(annotations[CURRENT_SINCE]) if annotations.get(CURRENT_SINCE) else None
         key = MIRRORS
         mirrors = _decode_map(annotations.get(MIRRORS, ""), int)
+        key = REVOKED
+        revoked = _decode_map(annotations.get(REVOKED, ""), parse_time)
+        key = REJECTIONS
+        rejections = Rejections.decode(annotations[REJECTIONS]) if annotations.get(REJECTIONS) else None
     except ValueError as exc:
         raise TargetError(
             f"state annotation {key} is malformed ({exc}); it is written by gatehouse: restore it or "
             "remove it and let the next run adopt the secret again"
         ) from None
     return RotationState(
-        record=record, key_ids=key_ids, retired=retired, current_since=since, mirrors=mirrors
+        record=record,
+        key_ids=key_ids,
+        retired=retired,
+        current_since=since,
+        mirrors=mirrors,
+        revoked=revoked,
+        rejections=rejections,
     )
 
 
@@ -159,6 +216,8 @@ def write_state(annotations: Mapping[str, str], state: RotationState) -> dict[st
         RETIRED: _encode_map({n: format_time(t) for n, t in state.retired.items()}),
         CURRENT_SINCE: format_time(state.current_since) if state.current_since else "",
         MIRRORS: _encode_map({n: str(o) for n, o in state.mirrors.items()}),
+        REVOKED: _encode_map({n: format_time(t) for n, t in state.revoked.items()}),
+        REJECTIONS: state.rejections.encode() if state.rejections else "",
     }
     out.update({k: v for k, v in values.items() if v})
     return out
