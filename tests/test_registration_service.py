@@ -284,3 +284,9 @@ def test_the_sweep_reports_a_nested_path_from_its_own_listings() -> None:
     assert results == {"orders-api": "registered", "orders-admin": "conflict"}
     assert cloudrun.calls["list_services"] == 1 and cloudrun.calls["get_service"] == 0
     assert not any(p == exposure.proxy_name(PROJECT, REGION, "orders-admin") for _, p in apigee.deployed)
+
+
+def test_a_single_segment_base_path_is_nested_under_nothing_and_lists_nothing() -> None:
+    registrar, _, cloudrun, _ = make(svc("orders"))  # default base path /orders
+    assert registrar.reconcile_service(ref("orders")).outcome.result == "registered"
+    assert cloudrun.calls["list_services"] == 0

@@ -33,6 +33,7 @@ from gatehouse.registration.plan import (
     PathClaim,
     Plan,
     ServiceRef,
+    path_segments,
     plan,
 )
 
@@ -144,9 +145,11 @@ class Registrar:
     def _plan(
         self, ref: ServiceRef, want: Desired, current: Current, claims: Sequence[PathClaim] | None = None
     ) -> Plan:
-        """Plan; ``claims`` None: list the other services' base paths only if the plan deploys."""
+        """Plan; ``claims`` None: list the other services' base paths only if the plan deploys a
+        base path that could be nested (one segment cannot: no base path is '/' alone)."""
         the_plan = self._plan_with(ref, want, current, claims or ())
-        if claims is None and any(isinstance(a, Deploy) for a in the_plan.actions):
+        nestable = want.proxy is not None and len(path_segments(want.proxy.base_path)) > 1
+        if claims is None and nestable and any(isinstance(a, Deploy) for a in the_plan.actions):
             the_plan = self._plan_with(ref, want, current, self._listed_claims(ref))
         return the_plan
 
