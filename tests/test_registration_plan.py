@@ -238,6 +238,12 @@ def test_only_paths_nested_segment_by_segment_in_a_shared_environment_conflict(
     assert run(inner(inner_path), Current(None), claims=(claim,)).result == result
 
 
+def test_a_wildcard_sub_path_is_only_offered_the_allow_all_value() -> None:
+    p = run(inner("/v1/orders/*/x"), Current(None), claims=(outer(),))
+    assert p.result == "conflict" and 'gatehouse.dev/allow-subpaths: "*"' in p.reason
+    assert '"/*/x"' not in p.reason  # not a value the annotation accepts
+
+
 def test_the_nearest_enclosing_path_that_does_not_allow_is_named() -> None:
     platform = PathClaim(
         "projects/p/locations/r/services/platform", "platform-1", "/v1", ("test",), ("/orders",)

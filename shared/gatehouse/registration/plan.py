@@ -385,6 +385,8 @@ def subpath_conflict(
     if not found:
         return None
     _, _, claim, shared, rest = min(found, key=lambda item: item[:2])
+    # a sub-path with a wildcard segment can only be allowed by "*"
+    allow = '"*"' if "*" in rest else f'"/{"/".join(rest)}" (or "*")'
     return Plan(
         ref,
         proxy_name,
@@ -392,6 +394,6 @@ def subpath_conflict(
         f"base path {desired.base_path} is nested under {claim.base_path}, which proxy {claim.proxy} "
         f"of service {claim.service} serves in {', '.join(shared)}: Apigee would route that sub-path, "
         "and its callers' credentials, to this proxy instead. Nothing was changed; the owner of "
-        f'{claim.service} can allow it with the annotation {ALLOW_SUBPATHS}: "/{"/".join(rest)}" '
-        '(or "*"), or choose another base path',
+        f"{claim.service} can allow it with the annotation {ALLOW_SUBPATHS}: {allow}, "
+        "or choose another base path",
     )
