@@ -102,7 +102,7 @@ FIXTURE_STEPS = [
         "v2-agent.json",
         ["JTP-JsonLimits", "XTP-XmlLimits", "VA-VerifyKey", "SA-SpikeArrest", "Q-Quota", "AM-RequestHeaders"],
     ),
-    ("v2-public.json", ["SA-SpikeArrest", "Q-Quota"]),
+    ("v2-public.json", ["SA-SpikeArrest", "Q-Quota", "AM-RequestHeaders"]),
     (
         "v2-every-annotation.json",
         ["CORS-Allow", "JWT-VerifyToken", "SA-SpikeArrest", "Q-Quota", "AM-RequestHeaders"],
@@ -253,7 +253,7 @@ def test_apikey_policies() -> None:
     assert identifier is not None
     assert identifier.get("ref") == "client_id"
     headers = policy(bundle, "AM-RequestHeaders")
-    assert [h.get("name") for h in headers.findall("Remove/Headers/Header")] == ["x-api-key"]
+    assert [h.get("name") for h in headers.findall("Remove/Headers/Header")] == ["x-api-key", "Authorization"]
     assert {h.get("name"): h.text for h in headers.findall("Set/Headers/Header")} == {
         "x-gatehouse-client-id": "{client_id}"
     }
@@ -263,7 +263,7 @@ def test_apikey_policies() -> None:
 def test_bearer_profiles_strip_the_callers_authorization(fixture_name: str) -> None:
     _, bundle = bundle_for(fixture_name)
     headers = policy(bundle, "AM-RequestHeaders")
-    assert [h.get("name") for h in headers.findall("Remove/Headers/Header")] == ["Authorization"]
+    assert [h.get("name") for h in headers.findall("Remove/Headers/Header")] == ["Authorization", "x-api-key"]
 
 
 def test_oauth2_policy() -> None:
@@ -295,8 +295,16 @@ def test_everything_profile_target_and_policies() -> None:
     assert key is not None
     assert key.get("ref") == "request.queryparam.apikey"
     request_headers = policy(bundle, "AM-RequestHeaders")
-    assert [p.get("name") for p in request_headers.findall("Remove/QueryParams/QueryParam")] == ["apikey"]
-    assert [h.get("name") for h in request_headers.findall("Remove/Headers/Header")] == ["cookie"]
+    assert [p.get("name") for p in request_headers.findall("Remove/QueryParams/QueryParam")] == [
+        "apikey",
+        "api_key",
+        "access_token",
+    ]
+    assert [h.get("name") for h in request_headers.findall("Remove/Headers/Header")] == [
+        "cookie",
+        "Authorization",
+        "x-api-key",
+    ]
     response_headers = policy(bundle, "AM-ResponseHeaders")
     assert [h.get("name") for h in response_headers.findall("Remove/Headers/Header")] == ["server"]
     regex = policy(bundle, "RE-Patterns")
@@ -488,3 +496,63 @@ def test_files_are_utf8_xml_with_a_declaration() -> None:
     for content in bundle.files.values():
         assert content.startswith(b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n')
         xml_of(content)
+
+
+# a key header of its own and a public profile that removes a header itself
+CUSTOM_CREDENTIALS = parse_profiles(
+    """
+default: partner
+profiles:
+  partner:
+    auth: {mode: apikey, header: x-partner-key}
+  open:
+    auth: {mode: none, i_understand_this_is_public: true}
+    headers:
+      request:
+        remove: [cookie]
+"""
+)
+
+
+def _credential_cases() -> list[tuple[str, ProfileSet, str, set[str], set[str]]]:
+    """(case id, profiles, profile name, extra headers, extra query params) that must be stripped."""
+    cases = [(name, PROFILES, name, set(), set()) for name in PROFILES.names]
+    cases.append(("custom-key-header", CUSTOM_CREDENTIALS, "partner", {"x-partner-key"}, set()))
+    cases.append(("public-with-own-rules", CUSTOM_CREDENTIALS, "open", {"cookie"}, set()))
+    cases.append(("key-in-query", EVERYTHING, "full", {"cookie"}, {"apikey"}))
+    return cases
+
+
+@pytest.mark.parametrize(
+    ("profiles", "profile_name", "extra_headers", "extra_params"),
+    [case[1:] for case in _credential_cases()],
+    ids=[case[0] for case in _credential_cases()],
+)
+def test_every_profile_strips_inbound_credentials_before_the_target(
+    profiles: ProfileSet, profile_name: str, extra_headers: set[str], extra_params: set[str]
+) -> None:
+    doc = fixture("v2-default-profile.json")
+    doc["labels"]["apigee-profile"] = profile_name
+    if profile_name == "jwt":
+        doc["annotations"]["gatehouse.dev/jwt-audience"] = "client-1.apps.googleusercontent.com"
+    bundle = render(spec_for(doc, profiles), profiles.profiles[profile_name])
+    # the stripping step runs on every request (no condition) in the ProxyEndpoint's request flow,
+    # so nothing the caller authenticated with reaches the target
+    endpoint = parsed(bundle, "apiproxy/proxies/default.xml")
+    unconditional = [
+        step.findtext("Name")
+        for step in endpoint.findall("PreFlow/Request/Step")
+        if step.find("Condition") is None
+    ]
+    removed_headers: set[str] = set()
+    removed_params: set[str] = set()
+    for name in unconditional:
+        root = policy(bundle, name or "")
+        if root.tag != "AssignMessage" or root.find("AssignTo") is not None:
+            continue
+        removed_headers |= {(h.get("name") or "").lower() for h in root.findall("Remove/Headers/Header")}
+        removed_params |= {p.get("name") or "" for p in root.findall("Remove/QueryParams/QueryParam")}
+        set_headers = {(h.get("name") or "").lower() for h in root.findall("Set/Headers/Header")}
+        assert not set_headers & {"authorization", "x-api-key"}  # never re-added
+    assert removed_headers >= {"authorization", "x-api-key", *extra_headers}
+    assert removed_params >= {"apikey", "api_key", "access_token", *extra_params}

@@ -442,6 +442,29 @@ ORIGINS_INVALID = [
     (",", "must list at least one origin"),
 ]
 
+ALLOW_SUBPATHS_VALID = [
+    ("/admin", ("/admin",)),
+    ("/admin, /internal", ("/admin", "/internal")),
+    ("/v2/admin.x_y~z-1", ("/v2/admin.x_y~z-1",)),
+    ("*", ("*",)),
+]
+ALLOW_SUBPATHS_INVALID = [
+    ("", "must list at least one sub-path (or '*')"),
+    (" , ", "must list at least one sub-path (or '*')"),
+    ("admin", "sub-path must start with '/'"),
+    ("/", "'/' alone is the path itself; '*' allows every sub-path"),
+    ("/admin/", "sub-path must not end with '/'"),
+    ("/a//b", "sub-path must not contain '//'"),
+    ("/a/../b", "sub-path must not contain '.' or '..' segments"),
+    ("/a/*", "'*' stands alone and allows every sub-path"),
+    ("*, /admin", "'*' cannot be combined with other sub-paths"),
+    ("/admin,/admin", "a sub-path is listed more than once"),
+    ("/ad min", "segments may contain only"),
+    ("/ad\u2215min", "segments may contain only"),
+    (",".join(f"/p{i}" for i in range(33)), "at most 32 sub-paths (got 33)"),
+    ("/" + "a" * 255, "sub-path must be at most 255 characters"),
+]
+
 KEY_TABLES: list[tuple[str, str, list[tuple[str, Any]], list[tuple[str, str]], str]] = [
     ("gatehouse.dev/base-path", "base_path", BASE_PATHS_VALID, BASE_PATHS_INVALID, "apikey"),
     ("gatehouse.dev/environments", "environments", ENVIRONMENTS_VALID, ENVIRONMENTS_INVALID, "apikey"),
@@ -450,6 +473,13 @@ KEY_TABLES: list[tuple[str, str, list[tuple[str, Any]], list[tuple[str, str]], s
     ("gatehouse.dev/target-timeout", "target_timeout_ms", TIMEOUTS_VALID, TIMEOUTS_INVALID, "apikey"),
     ("gatehouse.dev/jwt-audience", "jwt_audience", AUDIENCES_VALID, AUDIENCES_INVALID, "jwt"),
     ("gatehouse.dev/cors-origins", "cors_origins", ORIGINS_VALID, ORIGINS_INVALID, "apikey"),
+    (
+        "gatehouse.dev/allow-subpaths",
+        "allow_subpaths",
+        ALLOW_SUBPATHS_VALID,
+        ALLOW_SUBPATHS_INVALID,
+        "apikey",
+    ),
 ]
 VALID_CASES = [
     pytest.param(key, field, value, expected, profile, id=f"{key}={value[:40]!r}")
@@ -555,6 +585,7 @@ def test_wildcard_origin_is_refused_when_the_profile_allows_credentials() -> Non
     [
         ("gatehouse.dev/basepath", "unknown gatehouse annotation (known: gatehouse.dev/base-path"),
         ("gatehouse.dev/ratelimit", "did you mean gatehouse.dev/rate-limit?"),
+        ("gatehouse.dev/allow-subpath", "did you mean gatehouse.dev/allow-subpaths?"),
         ("Gatehouse.dev/base-path", "did you mean gatehouse.dev/base-path?"),
         ("gatehouse.dev/owner", "unknown gatehouse annotation"),
         ("gatehouse.dev/base-path\n", "unknown gatehouse annotation"),
@@ -629,3 +660,7 @@ def test_spec_is_deterministic_and_ignores_volatile_fields() -> None:
     changed["template"]["revision"] = "orders-00008-xyz"
     changed["labels"]["cost-center"] = "cc-9"
     assert spec_of(RunService.from_json(doc)) == spec_of(RunService.from_json(changed))
+
+
+def test_allow_subpaths_defaults_to_none() -> None:
+    assert spec_of(service()).allow_subpaths == ()

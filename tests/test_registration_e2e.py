@@ -368,3 +368,27 @@ def test_reconcile_all_command_starts_the_reconcile_job(fleet: Fleet, stack: dic
     )
     assert summary["mode"] == "plan" and summary["counts"].get("unchanged", 0) >= 1
     assert (done["failedCount"] == 1) == bool(summary["failed"])
+
+
+def test_a_public_sub_path_of_another_services_path_needs_that_services_permission(fleet: Fleet) -> None:
+    fleet.create("e2e-shop", annotations={"gatehouse.dev/base-path": "/v1/e2e-shop"})
+    fleet.wait_outcome("e2e-shop", "registered")
+    public = {"apigee-expose": "true", "apigee-profile": "public"}
+    fleet.create(
+        "e2e-shop-admin", labels=public, annotations={"gatehouse.dev/base-path": "/v1/e2e-shop/admin"}
+    )
+    outcome = fleet.wait_outcome("e2e-shop-admin", "conflict")
+    assert fleet.proxy("e2e-shop") in outcome["reason"] and fleet.key("e2e-shop") in outcome["reason"]
+    assert fleet.api_proxy("e2e-shop-admin") is None  # nothing imported, nothing deployed
+
+    # the owner of /v1/e2e-shop allows /admin (not part of its bundle: its proxy stays unchanged);
+    # the next event of the sub-path service registers it
+    before = _now()
+    fleet.update(
+        "e2e-shop",
+        annotations={"gatehouse.dev/base-path": "/v1/e2e-shop", "gatehouse.dev/allow-subpaths": "/admin"},
+    )
+    fleet.wait_outcome("e2e-shop", "unchanged", after=before)
+    fleet.update("e2e-shop-admin", labels={**public, "team": "shop"})
+    fleet.wait_outcome("e2e-shop-admin", "registered", after=before)
+    assert fleet.deployments("e2e-shop-admin") == {"test": 1}

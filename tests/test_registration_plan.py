@@ -18,6 +18,7 @@ from gatehouse.registration.plan import (
     GrantInvoker,
     ImportBundle,
     LabelProxy,
+    PathClaim,
     Prune,
     RevokeInvoker,
     ServiceRef,
@@ -211,3 +212,99 @@ def test_an_import_carries_what_finding_a_lost_answer_needs() -> None:
     assert imported.content_hash == OTHER_HASH and imported.known == (1, 2, 3)
     created = next(a for a in run(desired(), Current(None)).actions if isinstance(a, ImportBundle))
     assert created.content_hash == HASH and created.known == ()
+
+
+# -- sub-path takeover: a base path nested under another service's path ----------------------------
+
+ORDERS_KEY = "projects/shop-prod/locations/europe-west1/services/orders-api"
+ORDERS_PROXY = "orders-api-0badc0de"
+
+
+def outer(
+    allow: tuple[str, ...] = (), base_path: str = "/v1/orders", envs: tuple[str, ...] = ("test",)
+) -> PathClaim:
+    """The apikey service 'orders-api' serving /v1/orders, as its contract says."""
+    return PathClaim(ORDERS_KEY, ORDERS_PROXY, base_path, envs, allow)
+
+
+def inner(base_path: str = "/v1/orders/admin", envs: tuple[str, ...] = ("test",)) -> DesiredProxy:
+    """This service, with the public profile, asking for a path of its own."""
+    return DesiredProxy(NAME, envs, HASH, base_path, "public")
+
+
+def test_a_public_service_nested_under_an_apikey_services_path_is_a_conflict() -> None:
+    p = run(inner(), Current(None), claims=(outer(),))
+    assert p.result == "conflict" and p.actions == () and not p.writes
+    assert ORDERS_PROXY in p.reason and ORDERS_KEY in p.reason and "/v1/orders" in p.reason
+    assert 'gatehouse.dev/allow-subpaths: "/admin"' in p.reason
+    # an existing proxy of ours is not updated or redeployed either
+    changed = Current(proxy(ours(content_hash=OTHER_HASH)), deployed(("test", 3)))
+    assert run(inner(), changed, claims=(outer(),)).result == "conflict"
+    new_environment = Current(proxy(ours()), deployed(("test", 3)))
+    assert run(inner(envs=("prod", "test")), new_environment, claims=(outer(),)).result == "conflict"
+
+
+@pytest.mark.parametrize(
+    ("allow", "base_path", "result"),
+    [
+        (("/admin",), "/v1/orders/admin", "create"),
+        (("/internal", "/admin"), "/v1/orders/admin", "create"),
+        (("/admin",), "/v1/orders/admin/v2", "create"),  # allowing /admin allows what is below it
+        (("*",), "/v1/orders/anything/deeper", "create"),
+        (("/internal",), "/v1/orders/admin", "conflict"),
+        (("/admin/v2",), "/v1/orders/admin", "conflict"),
+        (("/admin",), "/v1/orders/*/x", "conflict"),  # a wildcard claims more than /admin
+        (("/admin",), "/v1/orders/administration", "conflict"),
+    ],
+)
+def test_the_outer_services_allow_annotation_decides(
+    allow: tuple[str, ...], base_path: str, result: str
+) -> None:
+    assert run(inner(base_path), Current(None), claims=(outer(allow),)).result == result
+
+
+@pytest.mark.parametrize(
+    ("outer_path", "outer_envs", "inner_path", "result"),
+    [
+        ("/v1/orders", ("test",), "/v1/orders-x", "create"),  # segments, not string prefixes
+        ("/v1/orders", ("test",), "/v1/orders-x/admin", "create"),
+        ("/v1/orders", ("test",), "/v1/ordersadmin", "create"),
+        ("/v1/orders", ("test",), "/v1", "create"),  # the outer one here is this service
+        ("/v1/orders", ("test",), "/v2/orders/admin", "create"),
+        ("/v1/orders", ("prod",), "/v1/orders/admin", "create"),  # no shared environment
+        ("/v1/orders", ("prod", "test"), "/v1/orders/admin", "conflict"),
+        ("/v1/*/items", ("test",), "/v1/orders/items/admin", "conflict"),  # wildcards match a segment
+        ("/v1/orders", ("test",), "/v1/*/admin", "conflict"),
+    ],
+)
+def test_only_paths_nested_segment_by_segment_in_a_shared_environment_conflict(
+    outer_path: str, outer_envs: tuple[str, ...], inner_path: str, result: str
+) -> None:
+    claim = outer(base_path=outer_path, envs=outer_envs)
+    assert run(inner(inner_path), Current(None), claims=(claim,)).result == result
+
+
+def test_a_wildcard_sub_path_is_only_offered_the_allow_all_value() -> None:
+    p = run(inner("/v1/orders/*/x"), Current(None), claims=(outer(),))
+    assert p.result == "conflict" and 'gatehouse.dev/allow-subpaths: "*"' in p.reason
+    assert '"/*/x"' not in p.reason  # not a value the annotation accepts
+
+
+def test_the_nearest_enclosing_path_that_does_not_allow_is_named() -> None:
+    platform = PathClaim(
+        "projects/p/locations/r/services/platform", "platform-1", "/v1", ("test",), ("/orders",)
+    )
+    p = run(inner(), Current(None), claims=(platform, outer()))
+    assert p.result == "conflict" and ORDERS_PROXY in p.reason and "platform-1" not in p.reason
+    assert run(inner(), Current(None), claims=(platform, outer(("/admin",)))).result == "create"
+    # every enclosing owner must agree: /v1 allows only /orders, not /payments
+    other = run(inner("/v1/payments/admin"), Current(None), claims=(platform, outer()))
+    assert other.result == "conflict" and "platform-1" in other.reason
+
+
+def test_a_services_own_claim_and_plans_without_claims_are_not_checked() -> None:
+    own = PathClaim(REF.key, NAME, "/v1/orders", ("test",))
+    assert run(inner(), Current(None), claims=(own,)).result == "create"
+    assert run(inner(), Current(None)).result == "create"
+    # a service that is gone or opted out only ever loses routes
+    assert run(None, Current(None), claims=(outer(),)).result == "unchanged"

@@ -240,3 +240,77 @@ def test_an_outage_while_labelling_imports_once_and_ends_registered() -> None:
     assert apigee.calls["import"] == 1 and sorted(apigee.proxies[name].revisions) == [1]
     assert apigee.proxies[name].labels[OWNER_LABEL] == "test-owner"
     assert apigee.deployed == {("test", name): 1}
+
+
+# -- sub-path takeover ------------------------------------------------------------------------------
+
+
+def fleet(inner_path: str = "/v1/orders/admin", **outer_annotations: str) -> dict[str, dict[str, Any]]:
+    """'orders-api' serves /v1/orders with API keys; 'orders-admin' is public at ``inner_path``."""
+    outer = svc("orders-api", annotations={"gatehouse.dev/base-path": "/v1/orders", **outer_annotations})
+    inner = svc(
+        "orders-admin",
+        labels={"apigee-expose": "true", "apigee-profile": "public"},
+        annotations={"gatehouse.dev/base-path": inner_path},
+    )
+    return {**outer, **inner}
+
+
+def test_a_public_service_under_an_apikey_services_path_is_a_conflict_and_changes_nothing() -> None:
+    registrar, apigee, cloudrun, coord = make(fleet())
+    assert registrar.reconcile_service(ref("orders-api")).outcome.result == "registered"
+    apigee.calls.clear()
+    cloudrun.calls.clear()
+    report = registrar.reconcile_service(ref("orders-admin"))
+    assert report.outcome.result == "conflict"
+    assert exposure.proxy_name(PROJECT, REGION, "orders-api") in report.outcome.reason
+    assert ref("orders-api").key in report.outcome.reason
+    assert apigee.writes == 0 and cloudrun.calls["add_invoker"] == 0
+    assert exposure.proxy_name(PROJECT, REGION, "orders-admin") not in apigee.proxies
+    assert coord.recorded[ref("orders-admin").key].result == "conflict"
+    # the outer service's contract claims its path whether or not its proxy is deployed yet
+    fresh, fresh_apigee, _, _ = make(fleet())
+    assert fresh.reconcile_service(ref("orders-admin")).outcome.result == "conflict"
+    assert fresh_apigee.writes == 0
+
+
+@pytest.mark.parametrize(
+    ("inner_path", "outer_annotations"),
+    [
+        ("/v1/orders/admin", {"gatehouse.dev/allow-subpaths": "/admin,/internal"}),
+        ("/v1/orders/admin", {"gatehouse.dev/allow-subpaths": "*"}),
+        ("/v1/orders-x", {}),
+    ],
+)
+def test_an_allowed_or_merely_similar_path_is_registered_with_one_more_listing(
+    inner_path: str, outer_annotations: dict[str, str]
+) -> None:
+    registrar, apigee, cloudrun, _ = make(fleet(inner_path, **outer_annotations))
+    assert registrar.reconcile_service(ref("orders-api")).outcome.result == "registered"
+    apigee.calls.clear()
+    cloudrun.calls.clear()
+    assert registrar.reconcile_service(ref("orders-admin")).outcome.result == "registered"
+    assert cloudrun.calls["list_services"] == 1  # one listing of the configured project x region
+    assert sum(apigee.calls.values()) + sum(cloudrun.calls.values()) <= 10
+    # unchanged afterwards: still three reads, no listing
+    apigee.calls.clear()
+    cloudrun.calls.clear()
+    assert registrar.reconcile_service(ref("orders-admin")).outcome.result == "unchanged"
+    assert sum(apigee.calls.values()) + sum(cloudrun.calls.values()) <= 3
+
+
+def test_the_sweep_reports_a_nested_path_from_its_own_listings() -> None:
+    registrar, apigee, cloudrun, _ = make(fleet())
+    apigee.calls.clear()
+    cloudrun.calls.clear()
+    report = registrar.sweep(apply=True)
+    results = {r.ref.service: r.outcome.result for r in report.reports}
+    assert results == {"orders-api": "registered", "orders-admin": "conflict"}
+    assert cloudrun.calls["list_services"] == 1 and cloudrun.calls["get_service"] == 0
+    assert not any(p == exposure.proxy_name(PROJECT, REGION, "orders-admin") for _, p in apigee.deployed)
+
+
+def test_a_single_segment_base_path_is_nested_under_nothing_and_lists_nothing() -> None:
+    registrar, _, cloudrun, _ = make(svc("orders"))  # default base path /orders
+    assert registrar.reconcile_service(ref("orders")).outcome.result == "registered"
+    assert cloudrun.calls["list_services"] == 0

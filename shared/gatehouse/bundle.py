@@ -57,6 +57,11 @@ QUOTA_POLICY = "Q-Quota"
 REQUEST_HEADERS_POLICY = "AM-RequestHeaders"
 RESPONSE_HEADERS_POLICY = "AM-ResponseHeaders"
 
+# inbound credentials removed before the target on every profile (plus the profile's own key
+# header or parameter): the usual API-key and bearer carriers
+CREDENTIAL_HEADERS = ("Authorization", "x-api-key")
+CREDENTIAL_QUERY_PARAMS = ("apikey", "api_key", "access_token")
+
 DEFAULT_OWNER_ID = "gatehouse"
 _OWNER_ID = re.compile(r"[a-z][a-z0-9_-]{0,39}", re.ASCII)  # as validated by Settings.owner_id
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -403,21 +408,28 @@ def _client_identifier(auth: AnyAuth) -> str:
 
 
 def _request_header_steps(profile: Profile) -> list[_Step]:
-    """The profile's request header rules plus stripping the caller's credential before the target.
+    """The profile's request header rules plus stripping inbound credentials before the target.
 
-    The caller's credential is for Apigee only. For jwt/oauth2 the target connection replaces
-    Authorization with the Google ID token anyway; removing it here keeps that true even if the
-    token is ever sent in another header.
+    Every profile, public included, removes :data:`CREDENTIAL_HEADERS` and
+    :data:`CREDENTIAL_QUERY_PARAMS` and the profile's own API-key header or parameter: a caller's
+    credential is for Apigee only. A public proxy verifies nothing, but its callers may still send
+    the key or token they use elsewhere on the same host (a public sub-path under an API-key path
+    receives exactly those requests), and its backend must never see them. For jwt/oauth2 the
+    target connection replaces Authorization with the Google ID token anyway; removing it here
+    keeps that true even if the token is ever sent in another header. A header the profile sets
+    itself is left to that rule.
     """
-    headers = list(profile.headers.request.remove)
-    params: list[str] = []
     auth = profile.auth
-    credential = _credential_header(auth)
-    if credential is not None:
-        if credential.lower() not in map(str.lower, headers):
-            headers.append(credential)
-    elif isinstance(auth, ApiKeyAuth) and auth.query_param is not None:
-        params.append(auth.query_param)
+    to_set = {name.lower() for name in profile.headers.request.set}
+    headers: list[str] = []
+    for header in (*profile.headers.request.remove, _credential_header(auth), *CREDENTIAL_HEADERS):
+        if header is not None and header.lower() not in to_set | {h.lower() for h in headers}:
+            headers.append(header)
+    params: list[str] = []
+    own_param = auth.query_param if isinstance(auth, ApiKeyAuth) else None
+    for param in (own_param, *CREDENTIAL_QUERY_PARAMS):
+        if param is not None and param not in params:
+            params.append(param)
     return _header_steps(REQUEST_HEADERS_POLICY, profile.headers.request.set, headers, params)
 
 

@@ -5,7 +5,8 @@ Service owners speak to gatehouse only through labels and annotations on their C
 - label ``apigee-expose: "true"`` opts in; any other value (or none) leaves the service alone;
 - label ``apigee-profile`` picks a security profile (default: the profile set's default);
 - annotations under ``gatehouse.dev/`` tune the proxy within the profile's frame (base path,
-  environments, rate limit, quota, target timeout, JWT audience, CORS origins).
+  environments, rate limit, quota, target timeout, JWT audience, CORS origins) and say which
+  sub-paths of the service's base path other services may claim (``allow-subpaths``).
 
 Labels and annotations are written by whoever can deploy the service, so every value is treated
 as hostile: each key has an exact ASCII grammar checked with ``re.fullmatch`` and a size bound,
@@ -51,11 +52,23 @@ QUOTA = ANNOTATION_PREFIX + "quota"
 TARGET_TIMEOUT = ANNOTATION_PREFIX + "target-timeout"
 JWT_AUDIENCE = ANNOTATION_PREFIX + "jwt-audience"
 CORS_ORIGINS = ANNOTATION_PREFIX + "cors-origins"
-KNOWN_ANNOTATIONS = (BASE_PATH, ENVIRONMENTS, RATE_LIMIT, QUOTA, TARGET_TIMEOUT, JWT_AUDIENCE, CORS_ORIGINS)
+ALLOW_SUBPATHS = ANNOTATION_PREFIX + "allow-subpaths"
+KNOWN_ANNOTATIONS = (
+    BASE_PATH,
+    ENVIRONMENTS,
+    RATE_LIMIT,
+    QUOTA,
+    TARGET_TIMEOUT,
+    JWT_AUDIENCE,
+    CORS_ORIGINS,
+    ALLOW_SUBPATHS,
+)
+ALLOW_ALL_SUBPATHS = "*"
 
 MAX_VALUE_LENGTH = 2048  # no contract value is anywhere near this; longer input is rejected unread
 MAX_BASE_PATH_LENGTH = 255
 MAX_ENVIRONMENTS = 16
+MAX_ALLOWED_SUBPATHS = 32
 TARGET_TIMEOUT_RANGE_MS = (100, 300_000)
 
 _ENV_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}", re.ASCII)
@@ -293,6 +306,8 @@ class ProxySpec:
     target_timeout_ms: int | None = None
     jwt_audience: str | None = None
     cors_origins: tuple[str, ...] | None = None
+    # sub-paths of base_path other services may claim ("/admin", or "*" for all); not in the bundle
+    allow_subpaths: tuple[str, ...] = ()
 
     @property
     def service_resource_name(self) -> str:
@@ -344,6 +359,7 @@ def desired(
     jwt_audience = _jwt_audience(annotations.get(JWT_AUDIENCE), profile.auth)
     credentials = profile.cors is not None and profile.cors.allow_credentials
     cors_origins = _cors_origins(annotations.get(CORS_ORIGINS), allow_credentials=credentials)
+    allow_subpaths = _allow_subpaths(annotations.get(ALLOW_SUBPATHS))
     if service.uri is None:
         raise ServiceNotReady(f"{service.resource_name} opted in but has no URL yet")
     target_url = _service_url(service.uri)
@@ -362,6 +378,7 @@ def desired(
         target_timeout_ms=timeout,
         jwt_audience=jwt_audience,
         cors_origins=cors_origins,
+        allow_subpaths=allow_subpaths,
     )
 
 
@@ -457,6 +474,50 @@ def _base_path(value: str) -> str:
         if _PATH_SEGMENT.fullmatch(segment) is None:
             raise fail("segments may contain only letters, digits, '.', '_', '~', '-' or be '*'")
     return value
+
+
+def _allow_subpaths(value: str | None) -> tuple[str, ...]:
+    """Sub-paths of this service's base path that other services may claim: '*' alone, or a comma
+    list of relative paths ('/admin'), each allowing itself and everything below it."""
+    if value is None:
+        return ()
+    items = _split_list(value)
+    if not items:
+        raise ExposureError(ALLOW_SUBPATHS, "must list at least one sub-path (or '*')")
+    if len(items) > MAX_ALLOWED_SUBPATHS:
+        raise ExposureError(ALLOW_SUBPATHS, f"at most {MAX_ALLOWED_SUBPATHS} sub-paths (got {len(items)})")
+    if ALLOW_ALL_SUBPATHS in items:
+        if len(items) > 1:
+            raise ExposureError(ALLOW_SUBPATHS, "'*' cannot be combined with other sub-paths")
+        return (ALLOW_ALL_SUBPATHS,)
+    for item in items:
+        _subpath(item)
+    if len(set(items)) != len(items):
+        raise ExposureError(ALLOW_SUBPATHS, "a sub-path is listed more than once")
+    return tuple(items)
+
+
+def _subpath(value: str) -> None:
+    def fail(problem: str) -> ExposureError:
+        return ExposureError(ALLOW_SUBPATHS, f"{problem} (got {quote_value(value)})")
+
+    if not value.startswith("/"):
+        raise fail("sub-path must start with '/'")
+    if value == "/":
+        raise fail("'/' alone is the path itself; '*' allows every sub-path")
+    if len(value) > MAX_BASE_PATH_LENGTH:
+        raise fail(f"sub-path must be at most {MAX_BASE_PATH_LENGTH} characters")
+    if value.endswith("/"):
+        raise fail("sub-path must not end with '/'")
+    for segment in value[1:].split("/"):
+        if segment == "":
+            raise fail("sub-path must not contain '//'")
+        if segment in (".", ".."):
+            raise fail("sub-path must not contain '.' or '..' segments")
+        if "*" in segment:
+            raise fail("'*' stands alone and allows every sub-path; it is not a segment wildcard here")
+        if _PATH_SEGMENT.fullmatch(segment) is None:
+            raise fail("segments may contain only letters, digits, '.', '_', '~', '-'")
 
 
 def _quota(value: str | None) -> QuotaOverride | None:

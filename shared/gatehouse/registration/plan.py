@@ -10,10 +10,11 @@ labelled and deployed instead, and the others are pruned.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gatehouse.config import Policy
+from gatehouse.exposure import ALLOW_SUBPATHS
 from gatehouse.ports import Deployment, ProxyInfo
 
 OWNER_LABEL = "gatehouse-owner"
@@ -201,9 +202,12 @@ def plan(
     keep_revisions: int,
     absent_reason: str = "",
     service_exists: bool = True,
+    claims: Iterable[PathClaim] = (),
 ) -> Plan:
     """Decide what to do. ``desired`` None means the service is gone (``service_exists`` False)
-    or no longer opted in; ``absent_reason`` says why, for the record."""
+    or no longer opted in; ``absent_reason`` says why, for the record. ``claims`` are other
+    services' base paths: a desired path nested under one of them is a conflict unless its owner
+    allows it (see :func:`subpath_conflict`)."""
     proxy = current.proxy
     owned = proxy is not None and (proxy.labels.get(OWNER_LABEL) == owner_id or current.adoptable)
 
@@ -228,6 +232,10 @@ def plan(
             f"proxy {proxy_name} already exists and is {by}; gatehouse will not overwrite it "
             "(rename or delete that proxy, or change the service's base path and name)",
         )
+
+    nested = subpath_conflict(ref, proxy_name, desired, claims)
+    if nested is not None:
+        return nested
 
     if proxy is None:
         actions: list[Action] = [
@@ -386,3 +394,74 @@ def _plan_absent(
     if service_exists:
         actions.append(RevokeInvoker())  # a deleted service took its IAM policy with it
     return Plan(ref, proxy_name, "unregister", f"{why}; undeploying proxy {proxy_name}", tuple(actions))
+
+
+# -- sub-path takeover ----------------------------------------------------------------------------
+# Apigee routes a request to the proxy with the longest matching base path, so a proxy at
+# /v1/orders/admin takes that part of /v1/orders away from its proxy, callers' credentials
+# included. Apigee itself reports only identical paths as routing conflicts; nesting is checked
+# here, against the base paths other services' contracts claim.
+
+
+@dataclass(frozen=True)
+class PathClaim:
+    """A base path another service's proxy serves, and the sub-paths its owner lets others claim."""
+
+    service: str  # projects/P/locations/R/services/S
+    proxy: str
+    base_path: str
+    environments: tuple[str, ...]
+    allow_subpaths: tuple[str, ...] = ()  # relative ("/admin"), or "*" for every sub-path
+
+
+def path_segments(path: str) -> tuple[str, ...]:
+    return tuple(segment for segment in path.split("/") if segment)
+
+
+def _below(inner: tuple[str, ...], outer: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The segments of ``inner`` below ``outer`` when inner is strictly nested under it, segment
+    by segment (a ``*`` segment of either matches any one segment); None otherwise."""
+    if len(inner) <= len(outer):
+        return None
+    if all(a == b or "*" in (a, b) for a, b in zip(outer, inner, strict=False)):
+        return inner[len(outer) :]
+    return None
+
+
+def _allowed(rest: tuple[str, ...], allow: tuple[str, ...]) -> bool:
+    # "/admin" allows /admin and everything below it; an inner "*" segment claims more than that
+    return "*" in allow or any(rest[: len(a)] == a for a in map(path_segments, allow))
+
+
+def subpath_conflict(
+    ref: ServiceRef, proxy_name: str, desired: DesiredProxy | None, claims: Iterable[PathClaim]
+) -> Plan | None:
+    """A conflict plan when ``desired`` nests its base path under another service's, in an
+    environment both are in, and the owner of that outer path does not allow it. Every enclosing
+    path must allow it; the nearest one that does not is named."""
+    if desired is None:
+        return None
+    inner = path_segments(desired.base_path)
+    found = []
+    for claim in claims:
+        if claim.service == ref.key or claim.proxy == proxy_name:
+            continue
+        shared = sorted(set(claim.environments) & set(desired.environments))
+        rest = _below(inner, path_segments(claim.base_path)) if shared else None
+        if rest is not None and not _allowed(rest, claim.allow_subpaths):
+            found.append((-len(path_segments(claim.base_path)), claim.service, claim, shared, rest))
+    if not found:
+        return None
+    _, _, claim, shared, rest = min(found, key=lambda item: item[:2])
+    # a sub-path with a wildcard segment can only be allowed by "*"
+    allow = '"*"' if "*" in rest else f'"/{"/".join(rest)}" (or "*")'
+    return Plan(
+        ref,
+        proxy_name,
+        "conflict",
+        f"base path {desired.base_path} is nested under {claim.base_path}, which proxy {claim.proxy} "
+        f"of service {claim.service} serves in {', '.join(shared)}: Apigee would route that sub-path, "
+        "and its callers' credentials, to this proxy instead. Nothing was changed; the owner of "
+        f"{claim.service} can allow it with the annotation {ALLOW_SUBPATHS}: {allow}, "
+        "or choose another base path",
+    )

@@ -8,7 +8,7 @@ regions, listed page by page, against one listing of proxies and one of deployme
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,9 +29,12 @@ from gatehouse.registration.plan import (
     REVISION_LABEL,
     SERVICE_LABEL,
     Current,
+    Deploy,
     DesiredProxy,
+    PathClaim,
     Plan,
     ServiceRef,
+    path_segments,
     plan,
 )
 
@@ -166,7 +169,20 @@ class Registrar:
                 break
         return Current(proxy, deployments, adoptable=not owner and all_ours, unlabelled=unlabelled)
 
-    def _plan(self, ref: ServiceRef, want: Desired, current: Current) -> Plan:
+    def _plan(
+        self, ref: ServiceRef, want: Desired, current: Current, claims: Sequence[PathClaim] | None = None
+    ) -> Plan:
+        """Plan; ``claims`` None: list the other services' base paths only if the plan deploys a
+        base path that could be nested (one segment cannot: no base path is '/' alone)."""
+        the_plan = self._plan_with(ref, want, current, claims or ())
+        nestable = want.proxy is not None and len(path_segments(want.proxy.base_path)) > 1
+        if claims is None and nestable and any(isinstance(a, Deploy) for a in the_plan.actions):
+            the_plan = self._plan_with(ref, want, current, self._listed_claims(ref))
+        return the_plan
+
+    def _plan_with(
+        self, ref: ServiceRef, want: Desired, current: Current, claims: Sequence[PathClaim]
+    ) -> Plan:
         return plan(
             ref,
             want.proxy_name,
@@ -177,7 +193,45 @@ class Registrar:
             keep_revisions=self.settings.keep_revisions,
             absent_reason=want.absent_reason,
             service_exists=want.service_exists,
+            claims=claims,
         )
+
+    # -- base paths other services claim ---------------------------------------------------------
+
+    def _listed_claims(self, ref: ServiceRef) -> list[PathClaim]:
+        """Every exposed service's base path, for a plan that is about to deploy: Apigee's
+        deployment listings carry no base paths and its change report flags only identical ones,
+        so the paths come from the contracts of the services in the configured projects x regions
+        (and the event's own), one Cloud Run listing each."""
+        scopes = dict.fromkeys(
+            [(ref.project, ref.region)]
+            + [(p, r) for p in self.settings.projects for r in self.settings.regions]
+        )
+        docs: dict[ServiceRef, dict[str, Any]] = {}
+        for project, region in scopes:
+            for page in self.cloudrun.list_services(project, region):
+                for doc in page:
+                    docs[ServiceRef(project, region, str(doc.get("name", "")).rsplit("/", 1)[-1])] = doc
+        return self._claims(docs)
+
+    def _claims(self, services: dict[ServiceRef, dict[str, Any]]) -> list[PathClaim]:
+        """The base path each exposed service with a valid contract claims (others claim none)."""
+        claims = []
+        for ref, doc in services.items():
+            try:
+                service = exposure.RunService.from_json(doc, project=ref.project, region=ref.region)
+                spec = exposure.desired(
+                    service, self.profiles, default_environments=self.settings.apigee_environments
+                )
+            except GatehouseError:
+                continue  # invalid or not ready: that service's own outcome says so
+            if isinstance(spec, exposure.ProxySpec):
+                claims.append(
+                    PathClaim(
+                        ref.key, spec.proxy_name, spec.base_path, spec.environments, spec.allow_subpaths
+                    )
+                )
+        return claims
 
     # -- one service ----------------------------------------------------------------------------
 
@@ -212,12 +266,19 @@ class Registrar:
             return self._apply_under_lease(ref, want, the_plan, correlation_id)
 
     def _apply_under_lease(
-        self, ref: ServiceRef, want: Desired, first_plan: Plan, correlation_id: str
+        self,
+        ref: ServiceRef,
+        want: Desired,
+        first_plan: Plan,
+        correlation_id: str,
+        claims: Sequence[PathClaim] | None = None,
     ) -> Report:
         lease = self._take_lease(want.proxy_name, correlation_id)
         try:
             # someone may have finished the job while we waited: plan again from fresh state
-            the_plan = self._plan(ref, want, self._current(want.proxy_name)) if lease.waited else first_plan
+            the_plan = (
+                self._plan(ref, want, self._current(want.proxy_name), claims) if lease.waited else first_plan
+            )
             try:
                 applied = self.executor.apply(the_plan, want.bundle_zip)
             except TransientError:
@@ -321,6 +382,7 @@ class Registrar:
             for d in self.apigee.list_org_deployments():
                 deployments.setdefault(d.proxy.rsplit("/", 1)[-1], []).append(d)
 
+            claims = self._claims(services)
             swept = {(p, r) for p in self.settings.projects for r in self.settings.regions}
             refs = list(services)
             refs += [self._orphan_ref(p) for p in proxies.values() if self._is_orphan(p, services, swept)]
@@ -351,7 +413,7 @@ class Registrar:
                     proxy = proxies.get(want.proxy_name)
                     listed = tuple(deployments.get(want.proxy_name, []))
                     current = Current(None) if proxy is None else self._with_revisions(proxy, listed)
-                    the_plan = self._plan(ref, want, current)
+                    the_plan = self._plan(ref, want, current, claims)
                     if apply and the_plan.writes:
                         to_apply.append((ref, want, the_plan))
                     else:
@@ -375,17 +437,20 @@ class Registrar:
                 self.coordinator.record_many(outcomes)
             if to_apply:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
-                    for r in pool.map(lambda item: self._apply_one(*item), to_apply):
+                    for r in pool.map(lambda item: self._apply_one(*item, claims=claims), to_apply):
                         report.reports.append(r)
         return report
 
-    def _apply_one(self, ref: ServiceRef, want: Desired, the_plan: Plan) -> Report:
+    def _apply_one(
+        self, ref: ServiceRef, want: Desired, the_plan: Plan, *, claims: Sequence[PathClaim]
+    ) -> Report:
         correlation_id = new_correlation_id()
         with bound(correlation_id=correlation_id, service=ref.key):
             try:
                 # fresh state under the lease: the bulk listing may be minutes old
                 current = self._current(want.proxy_name)
-                return self._apply_under_lease(ref, want, self._plan(ref, want, current), correlation_id)
+                fresh = self._plan(ref, want, current, claims)
+                return self._apply_under_lease(ref, want, fresh, correlation_id, claims)
             except TransientError as exc:
                 return self._finish(
                     ref,
