@@ -23,7 +23,14 @@ from typing import Any
 import requests
 
 from gatehouse.local import samples
-from gatehouse.local.stack import StackError, load_state, settings_env, up
+from gatehouse.local.stack import (
+    StackError,
+    StackNotRunningError,
+    check_running,
+    load_state,
+    settings_env,
+    up,
+)
 
 
 def deploy_fleet(state: dict[str, Any], services: list[dict[str, Any]]) -> None:
@@ -111,8 +118,10 @@ def run_demo(state_dir: Path, *, services: int = 6, keep: bool = True) -> bool:
     console = Console(highlight=False)
     try:
         state = load_state(state_dir)
-    except StackError:
-        state = up(state_dir, log=lambda m: console.print(f"[dim]{m}[/]"))
+        check_running(state, state_dir)
+    except StackNotRunningError:
+        # none yet, or one whose processes are gone (a reboot): start afresh
+        state = up(state_dir, log=lambda m: console.print(m, style="dim", markup=False))
     os.environ.update(settings_env(state))
     try:
         ok = _registration(console, state, services)
