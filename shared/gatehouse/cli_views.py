@@ -13,7 +13,6 @@ from gatehouse.ports import Outcome
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     from gatehouse.registration.service import Report
@@ -45,15 +44,66 @@ def _text(value: object, style: str = "") -> Text:
     return Text("-" if value is None or value == "" else str(value), style=style)
 
 
-def _table(*columns: str, title: str | None = None) -> Table:
-    """Columns that wrap long values instead of cutting them with an ellipsis."""
+# When a table is too wide, prose columns give way first, then the names other than the first column
+# (which says what the row is about) and that one last: a name stays whole on one line as long as
+# the width allows at all, and is folded, never cut, when it does not.
+_PROSE = frozenset({"reason", "actions", "title", "due", "done"})
+_PROSE_FLOOR = 20
+_NAME_FLOOR = 8
+_GAP = 3  # between two columns: padding on either side of the (blank) rule of box.SIMPLE_HEAD
+
+
+def _widths(columns: Sequence[str], rows: Sequence[Sequence[Text]], available: int) -> list[int]:
+    """Each column's natural width, reduced (widest first, tier by tier) until the table fits."""
+    widths = [
+        max([len(name), *(len(line) for row in rows for line in row[i].plain.splitlines() or [""])])
+        for i, name in enumerate(columns)
+    ]
+    floors = [
+        min(w, _PROSE_FLOOR if name in _PROSE else _NAME_FLOOR)
+        for name, w in zip(columns, widths, strict=True)
+    ]
+    tiers = [0 if name in _PROSE else 1 if i else 2 for i, name in enumerate(columns)]
+    excess = sum(widths) + _GAP * (len(columns) - 1) - available
+    for tier in (0, 1, 2):
+        while excess > 0:
+            shrinkable = [i for i, t in enumerate(tiers) if t == tier and widths[i] > floors[i]]
+            if not shrinkable:
+                break
+            widest = max(shrinkable, key=lambda i: widths[i])
+            widths[widest] -= 1
+            excess -= 1
+    return widths
+
+
+def _print_table(
+    console: Console, columns: Sequence[str], rows: Sequence[Sequence[Text]], *, title: str | None = None
+) -> None:
+    """A table that fits the console: long values wrap (names fold), nothing is cut."""
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    for name in columns:
-        table.add_column(name, overflow="fold")
-    return table
+    table = Table(
+        title=_text(title) if title else None,
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    for name, width in zip(columns, _widths(columns, rows, console.width), strict=True):
+        table.add_column(name, width=width, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _where(name: str, detail: str, project: str = "") -> Text:
+    """A name with what places it (region, kind) on a dim second line, the project on a third."""
+    cell = _text(name)
+    for extra in (detail, project):
+        if extra:
+            cell.append(f"\n{extra}", style="dim")
+    return cell
 
 
 def _place(key: str) -> tuple[str, str, str]:
@@ -73,8 +123,8 @@ def _secret(name: str) -> tuple[str, str]:
 
 
 def _when(at: str) -> str:
-    """RFC 3339 -> ``YYYY-MM-DD HH:MM`` (UTC), short enough for a column."""
-    return at[:16].replace("T", " ") if len(at) >= 16 and at[10:11] == "T" else at
+    """RFC 3339 -> ``YYYY-MM-DD`` and ``HH:MM UTC`` on two lines: narrow enough for a column."""
+    return f"{at[:10]}\n{at[11:16]} UTC" if len(at) >= 16 and at[10:11] == "T" else at
 
 
 @contextlib.contextmanager
@@ -128,8 +178,7 @@ def print_reports(
     console = console or _console()
     counts: dict[str, int] = {}
     several_projects = len({r.ref.project for r in reports}) > 1
-    columns = ("project",) if several_projects else ()
-    table = _table(*columns, "service", "region", "result", "proxy", "actions" if not applied else "reason")
+    rows: list[list[Text]] = []
     for r in reports:
         result = r.outcome.result
         counts[result] = counts.get(result, 0) + 1
@@ -139,17 +188,16 @@ def print_reports(
         if r.plan and not applied:
             for line in r.plan.describe():
                 what.append(f"\n- {line}", style="")
-        place = (_text(r.ref.project),) if several_projects else ()
-        table.add_row(
-            *place,
-            _text(r.ref.service),
-            _text(r.ref.region),
-            _text(result, _STYLE.get(result, "")),
-            _text((r.plan.proxy if r.plan else r.outcome.proxy) or "-", "bold"),
-            what,
+        rows.append(
+            [
+                _where(r.ref.service, r.ref.region, r.ref.project if several_projects else ""),
+                _text(result, _STYLE.get(result, "")),
+                _text((r.plan.proxy if r.plan else r.outcome.proxy) or "-", "bold"),
+                what,
+            ]
         )
-    if table.row_count:
-        console.print(table)
+    if rows:
+        _print_table(console, ("service", "result", "proxy", "reason" if applied else "actions"), rows)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no services"
     verb = "applied" if applied else "plan (nothing changed)"
     console.print(_text(f"{verb}: {summary}"))
@@ -158,41 +206,36 @@ def print_reports(
 def print_outcomes(
     outcomes: Sequence[Outcome], *, as_json: bool, selected: str = "", console: Console | None = None
 ) -> None:
+    """One row per service: where it is, its last result and when, its proxy and why."""
     if as_json:
         for o in outcomes:
             print(json.dumps(asdict(o), sort_keys=True))
         return
     console = console or _console()
     if not outcomes:
-        if selected:
-            console.print(_text(f"no outcome recorded for {selected} yet"))
-        else:
-            console.print("no outcomes recorded yet")
+        console.print(
+            _text(f"no outcome recorded for {selected} yet" if selected else "no outcomes recorded yet")
+        )
         return
     places = [_place(o.key) for o in outcomes]
     several_projects = len({p[2] for p in places}) > 1
-    table = _table(
-        *(("project",) if several_projects else ()),
-        "service",
-        "region",
-        "result",
-        "proxy",
-        "rev",
-        "when (UTC)",
-        "reason",
-    )
+    rows = []
     for o, (service, region, project) in zip(outcomes, places, strict=True):
-        table.add_row(
-            *((_text(project),) if several_projects else ()),
-            _text(service),
-            _text(region),
-            _text(o.result, _STYLE.get(o.result, "")),
-            _text(o.proxy),
-            _text(o.revision),
-            _text(_when(o.at)),
-            _text(o.reason, "dim"),
+        result = _text(o.result, _STYLE.get(o.result, ""))
+        if o.at:
+            result.append(f"\n{_when(o.at)}", style="dim")
+        proxy = _text(o.proxy)
+        if o.revision:
+            proxy.append(f"\nrevision {o.revision}", style="dim")
+        rows.append(
+            [
+                _where(service, region, project if several_projects else ""),
+                result,
+                proxy,
+                _text(o.reason, "dim"),
+            ]
         )
-    console.print(table)
+    _print_table(console, ("service", "result", "proxy", "reason"), rows)
 
 
 def print_tickets(tickets: Sequence[Any], *, console: Console | None = None) -> None:
@@ -203,19 +246,21 @@ def print_tickets(tickets: Sequence[Any], *, console: Console | None = None) -> 
     if not tickets:
         console.print("no tickets yet")
         return
-    table = _table("#", "state", "title", "comments")
+    rows = []
     for t in tickets:
         state = t.state if not t.closed_reason else f"{t.state} ({t.closed_reason})"
-        table.add_row(
-            _text(t.id),
-            _text(state, "green" if t.state == "open" else "dim"),
-            _text(t.title),
-            _text(t.comments),
+        rows.append(
+            [
+                _text(t.id),
+                _text(state, "green" if t.state == "open" else "dim"),
+                _text(t.title),
+                _text(t.comments),
+            ]
         )
-    console.print(table)
+    _print_table(console, ("#", "state", "title", "comments"), rows)
     for t in tickets:
         if t.url:
-            # soft_wrap: printed whole, whatever the width; the terminal wraps it, a click opens it
+            # soft_wrap: printed whole whatever the width; the terminal wraps it, a click opens it
             console.print(Text.assemble((f"#{t.id} ", "dim"), (str(t.url), "")), soft_wrap=True)
 
 
@@ -224,18 +269,6 @@ def print_rotation(report: Any, *, console: Console | None = None) -> None:
     from rich.text import Text
 
     console = console or _console()
-    secrets = [_secret(t.secret) for t in report.targets]
-    several_projects = len({p for _, p in secrets}) > 1
-    table = _table(
-        *(("project",) if several_projects else ()),
-        "secret",
-        "kind",
-        "status",
-        "due",
-        "done",
-        "reason",
-        title=f"rotation {report.run_id} ({report.mode})",
-    )
     style = {
         "rotated": "green",
         "maintained": "green",
@@ -246,19 +279,23 @@ def print_rotation(report: Any, *, console: Console | None = None) -> None:
         "failed": "red",
         "refused": "red",
     }
+    secrets = [_secret(t.secret) for t in report.targets]
+    several_projects = len({p for _, p in secrets}) > 1
+    rows = []
     for t, (secret_id, project) in zip(report.targets, secrets, strict=True):
-        done = ", ".join(a.step for a in t.actions if a.result in ("done", "already done")) or "-"
-        table.add_row(
-            *((_text(project),) if several_projects else ()),
-            _text(secret_id),
-            _text(t.kind),
-            _text(t.status, style.get(t.status, "")),
-            _text(", ".join(t.due)),
-            _text(done),
-            _text(t.reason, "dim"),
+        done = ", ".join(a.step for a in t.actions if a.result in ("done", "already done"))
+        rows.append(
+            [
+                _where(secret_id, t.kind or "", project if several_projects else ""),
+                _text(t.status, style.get(t.status, "")),
+                _text(", ".join(t.due)),
+                _text(done),
+                _text(t.reason, "dim"),
+            ]
         )
-    if report.targets:
-        console.print(table)
+    console.print(_text(f"rotation {report.run_id} ({report.mode})"))
+    if rows:
+        _print_table(console, ("secret", "status", "due", "done", "reason"), rows)
     for error in report.errors:
         console.print(Text.assemble(("error: ", "red"), str(error)))
     counts = ", ".join(f"{n} {k}" for k, n in report.counts().items()) or "no targets"
