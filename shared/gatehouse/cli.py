@@ -395,7 +395,7 @@ def rotate(plan_only: bool, secret: str | None, force: bool, report_dir: Path | 
         _writable_dir(report_dir, "--report")
     settings = _settings()
     rotation = RotationSettings.from_env(os.environ)
-    name = names.secret_name(secret, rotation.projects) if secret else None
+    name = names.secret_name(secret, rotation.projects, settings.project_numbers) if secret else None
     _connect(settings)
     ports = runtime.rotation_ports(settings, rotation)
     with progress_bar("rotating", enabled=not as_json) as progress:

@@ -8,7 +8,7 @@ says which form and why.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from gatehouse.errors import InputError
 
@@ -63,9 +63,14 @@ def service_selector(name: str, projects: Sequence[str], regions: Sequence[str])
     )
 
 
-def secret_name(name: str, projects: Sequence[str]) -> str:
+def secret_name(name: str, projects: Sequence[str], numbers: Mapping[str, str] | None = None) -> str:
     """``projects/P/secrets/S`` for a full name, or for a bare ``S`` when rotation searches one
-    project (``GATEHOUSE_ROTATION_PROJECTS``, else ``GATEHOUSE_PROJECTS``)."""
+    project (``GATEHOUSE_ROTATION_PROJECTS``, else ``GATEHOUSE_PROJECTS``).
+
+    Secret Manager names secrets by project number; a project id with a known number
+    (``numbers``, from ``GATEHOUSE_PROJECT_NUMBERS``) is replaced by it, so that the name is the one
+    the rotation run lists (otherwise one secret would appear under two names)."""
+    numbers = numbers or {}
     text = name.strip()
     parts = text.split("/")
     if parts[0] == "projects":
@@ -75,7 +80,7 @@ def secret_name(name: str, projects: Sequence[str]) -> str:
             and _SEGMENT.match(parts[1])
             and _SECRET_ID.match(parts[3])
         ):
-            return text
+            return f"projects/{numbers.get(parts[1], parts[1])}/secrets/{parts[3]}"
         raise InputError(f"{name!r} is not a secret name: expected {SECRET_FORM}")
     if len(parts) != 1 or not _SECRET_ID.match(text):
         raise InputError(
@@ -83,7 +88,7 @@ def secret_name(name: str, projects: Sequence[str]) -> str:
             "(or a bare secret id when rotation searches one project)"
         )
     if len(projects) == 1:
-        return f"projects/{projects[0]}/secrets/{text}"
+        return f"projects/{numbers.get(projects[0], projects[0])}/secrets/{text}"
     raise InputError(
         f"secret {text!r} is ambiguous: rotation searches {_count(projects, 'project')} "
         f"(GATEHOUSE_ROTATION_PROJECTS, else GATEHOUSE_PROJECTS); give {SECRET_FORM}"
