@@ -61,7 +61,9 @@ def test_a_second_stack_runs_beside_the_first_and_stops_alone(stack: dict[str, A
             timeout=60,
             check=False,
         )
-        assert refused.returncode == 1 and "already running" in refused.stderr
+        # the user must act (`local down` first): exit 2, one line, no traceback (README "CLI")
+        assert refused.returncode == 2 and "already running" in refused.stderr
+        assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     finally:
         subprocess.run(
             [*cli, "down", "--state-dir", str(tmp_path)], capture_output=True, timeout=120, check=True

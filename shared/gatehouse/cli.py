@@ -3,28 +3,44 @@
 Every command reads settings from the environment (``GATEHOUSE_*``); ``--stack DIR`` points the
 command at a local stack started with ``gatehouse local up`` instead. Heavy imports happen inside
 commands so that ``gatehouse --help`` and ``explain-event`` start fast.
+
+Exit codes, decided in one place (:func:`run`): 0 done; 1 the work itself failed; 2 the user must
+fix something (arguments, settings, credentials, a stack that is not running). Every error is one
+line on stderr; ``--debug`` (or ``GATEHOUSE_DEBUG=1``) adds the traceback of an unexpected one.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
 import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from gatehouse.errors import GatehouseError, InputError
+from gatehouse.errors import GatehouseError, InputError, PermanentError
+
+if TYPE_CHECKING:
+    from gatehouse.config import Settings
 
 EXIT_INPUT = 2
 EXIT_FAILED = 1
+_TRUE = ("1", "true", "yes", "on")
+_debug = {"on": False}
 
 
 def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
-    click.echo(f"gatehouse: error: {message}", err=True)
+    click.echo(f"gatehouse: error: {_one_line(message)}", err=True)
     sys.exit(code)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) or "(no message)"
 
 
 def _read_limited(path: str, limit: int) -> bytes:
@@ -38,17 +54,44 @@ def _read_limited(path: str, limit: int) -> bytes:
         _fail(f"cannot read {path}: {exc.strerror or exc}")
 
 
-def _use_stack(stack: str | None) -> None:
-    """Export the local stack's endpoints into this process's environment."""
-    if not stack:
-        return
-    from gatehouse.local.stack import StackError, load_state, settings_env
+def _writable_dir(path: Path, option: str) -> None:
+    """Fail (exit 2) unless ``path`` is, or can be created as, a directory this process may write;
+    creates nothing, so that a run that writes nothing leaves nothing behind."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        _fail(f"{option} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        _fail(f"{option} {path}: {existing} is not writable")
 
-    try:
-        state = load_state(Path(stack))
-    except StackError as exc:
-        _fail(str(exc), EXIT_FAILED)
-    os.environ.update(settings_env(state))
+
+@dataclass(frozen=True)
+class _Stack:
+    """The local stack ``--stack DIR`` points at."""
+
+    dir: str
+    state: dict[str, Any]
+
+
+def _plan_or_apply(*, default_plan: bool, plan_help: str) -> Callable[[Callable[..., Any]], Any]:
+    """``--plan`` and ``--apply`` as two flags that exclude each other (exit 2 when both are given);
+    the command receives ``plan_only``."""
+
+    def decorate(command: Callable[..., Any]) -> Any:
+        @functools.wraps(command)
+        def wrapper(*args: Any, plan: bool, apply: bool, **kwargs: Any) -> Any:
+            if plan and apply:
+                raise click.UsageError("--plan and --apply exclude each other: give one of them")
+            return command(*args, plan_only=plan or (default_plan and not apply), **kwargs)
+
+        default = "--plan" if default_plan else "--apply"
+        wrapper = click.option("--apply", "apply", is_flag=True, help=f"Change things. [default: {default}]")(
+            wrapper
+        )
+        return click.option("--plan", "plan", is_flag=True, help=plan_help)(wrapper)
+
+    return decorate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -58,16 +101,123 @@ def _use_stack(stack: str | None) -> None:
     metavar="DIR",
     help="Use the local stack in DIR (from `gatehouse local up`) instead of Google Cloud.",
 )
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="GATEHOUSE_DEBUG",
+    help="Show the traceback of an unexpected error (also GATEHOUSE_DEBUG=1).",
+)
 @click.version_option(package_name="gatehouse")
-def main(stack: str | None) -> None:
-    """gatehouse: Apigee in front of a fleet of Cloud Run services."""
-    _use_stack(stack)
+@click.pass_context
+def cli(ctx: click.Context, stack: str | None, debug: bool) -> None:
+    """gatehouse: Apigee in front of a fleet of Cloud Run services.
+
+    Exit codes: 0 done, 1 the work failed, 2 something to fix first (arguments, settings,
+    credentials, a local stack that is not running).
+    """
+    _debug["on"] = _debug["on"] or debug
+    # `local` and `demo` take --state-dir: they start, stop and read stacks themselves
+    if not stack or ctx.invoked_subcommand in ("local", "demo"):
+        return
+    from gatehouse.local.stack import load_state, settings_env
+
+    state = load_state(Path(stack))
+    os.environ.update(settings_env(state))
+    ctx.obj = _Stack(stack, state)
+
+
+def _settings() -> Settings:
+    """The settings (exit 2 on missing or invalid ones), with logs configured onto stderr."""
+    from gatehouse.config import load_settings
+    from gatehouse.logging import configure
+
+    settings = load_settings()
+    configure(stream=sys.stderr, level=int(os.environ.get("GATEHOUSE_LOG_LEVEL", "30")))
+    return settings
+
+
+def _require(**settings: object) -> None:
+    """Exit 2 naming every setting (``GATEHOUSE_X=value``) that is empty."""
+    missing = [name for name, value in settings.items() if not value]
+    if missing:
+        raise InputError(f'this command needs {", ".join(missing)} (README "Settings")')
+
+
+def _connect(settings: Settings) -> None:
+    """Before any client is built: fail at once (exit 2) when the local stack is not running or
+    there are no Google credentials, instead of a client's minutes of retries or its traceback."""
+    stack = click.get_current_context().find_root().obj
+    if isinstance(stack, _Stack):
+        from gatehouse.local.stack import check_running
+
+        check_running(stack.state, stack.dir)
+    if not settings.anonymous_credentials:
+        import google.auth
+
+        google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+
+
+def _classify(exc: BaseException) -> tuple[int, str]:
+    """The exit code and the one line for an exception that reached the top."""
+    if isinstance(exc, InputError):
+        return EXIT_INPUT, str(exc)
+    # only ever raised once their module is imported: no import here, so the CLI stays fast
+    auth = sys.modules.get("google.auth.exceptions")
+    if auth is not None and isinstance(exc, auth.DefaultCredentialsError | auth.RefreshError):
+        return EXIT_INPUT, (
+            f"no usable Google credentials ({exc}): run `gcloud auth application-default login`, "
+            "set GOOGLE_APPLICATION_CREDENTIALS, or use --stack DIR for the local stack"
+        )
+    core = sys.modules.get("google.api_core.exceptions")
+    if core is not None and isinstance(exc, core.Unauthenticated | core.PermissionDenied):
+        return EXIT_INPUT, f"Google refused the credentials: {exc}"
+    if isinstance(exc, PermanentError) and exc.status in (401, 403):
+        return EXIT_INPUT, f"Google refused the credentials: {exc}"
+    if isinstance(exc, GatehouseError):
+        return EXIT_FAILED, str(exc)
+    return EXIT_FAILED, (
+        f"unexpected {type(exc).__name__}: {exc} (--debug or GATEHOUSE_DEBUG=1 shows the traceback)"
+    )
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code: the one place exceptions become exit codes."""
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="gatehouse", standalone_mode=False
+        )
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("gatehouse: interrupted", err=True)
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILED)
+    except Exception as exc:
+        code, message = _classify(exc)
+        if _debug["on"] or os.environ.get("GATEHOUSE_DEBUG", "").strip().lower() in _TRUE:
+            import traceback
+
+            traceback.print_exc()
+        from gatehouse.logging import redact
+
+        click.echo(f"gatehouse: error: {_one_line(redact(message))}", err=True)
+        return code
+    return result if isinstance(result, int) else 0
+
+
+def main() -> NoReturn:
+    """The ``gatehouse`` console script."""
+    sys.exit(run())
 
 
 # -- explain-event ------------------------------------------------------------------------------
 
 
-@main.command("explain-event")
+@cli.command("explain-event")
 @click.argument("path", default="-", metavar="[PATH|-]")
 def explain_event(path: str) -> None:
     """Decode ONE payload exactly as a handler receives it and print what gatehouse sees.
@@ -78,17 +228,14 @@ def explain_event(path: str) -> None:
     from gatehouse import events
 
     raw = _read_limited(path, events.MAX_PAYLOAD_BYTES)
-    try:
-        decoded = events.decode(raw)
-    except InputError as exc:
-        _fail(str(exc))
+    decoded = events.decode(raw)
     click.echo(json.dumps(decoded.to_dict(), sort_keys=True))
 
 
 # -- render -------------------------------------------------------------------------------------
 
 
-@main.command()
+@cli.command()
 @click.argument("service_json", metavar="SERVICE_JSON")
 @click.option(
     "--out",
@@ -109,32 +256,35 @@ def render(
     service_json: str, out_dir: Path, profiles_file: Path | None, project: str | None, region: str | None
 ) -> None:
     """Render the Apigee proxy bundle of one Cloud Run service (v2 API JSON or `gcloud run services
-    describe --format=json`). Prints {"proxy", "base_path", "profile", "hash"}; writes nothing for a
-    service that has not opted in."""
+    describe --format=json`). Prints {"proxy", "base_path", "profile", "environments", "hash"};
+    writes nothing for a service that has not opted in (it prints {"proxy": null, "reason"})."""
     from gatehouse import bundle, exposure
-    from gatehouse.config import load_settings
     from gatehouse.profiles import load_profiles
 
+    _writable_dir(out_dir, "--out")
     raw = _read_limited(service_json, 1024 * 1024)
     if len(raw) > 1024 * 1024:
         _fail(f"{service_json} is over the 1 MiB limit")
+    settings = _settings()
     try:
-        settings = load_settings()
         doc = json.loads(raw)
-        if not isinstance(doc, dict):
-            raise InputError("SERVICE_JSON must hold a JSON object")
-        profiles = load_profiles(profiles_file or settings.profiles_file)
-        service = exposure.RunService.from_json(doc, project=project, region=region)
-        spec = exposure.desired(service, profiles, default_environments=settings.apigee_environments)
-        if isinstance(spec, exposure.NotExposed):
-            click.echo(json.dumps({"proxy": None, "reason": spec.reason}))
-            return
-        rendered = bundle.render(spec, profiles.get(spec.profile), owner_id=settings.owner_id)
-    except json.JSONDecodeError as exc:
-        _fail(f"{service_json} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
-    except GatehouseError as exc:
-        _fail(str(exc))
-    bundle.write_tree(rendered, out_dir)
+    except ValueError as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        _fail(f"{service_json} is not JSON: {msg}{where}")
+    if not isinstance(doc, dict):
+        raise InputError("SERVICE_JSON must hold a JSON object")
+    profiles = load_profiles(profiles_file or settings.profiles_file)
+    service = exposure.RunService.from_json(doc, project=project, region=region)
+    spec = exposure.desired(service, profiles, default_environments=settings.apigee_environments)
+    if isinstance(spec, exposure.NotExposed):
+        click.echo(json.dumps({"proxy": None, "reason": spec.reason}))
+        return
+    rendered = bundle.render(spec, profiles.get(spec.profile), owner_id=settings.owner_id)
+    try:
+        bundle.write_tree(rendered, out_dir)
+    except OSError as exc:
+        _fail(f"cannot write the bundle into {out_dir}: {exc.strerror or exc}")
     click.echo(
         json.dumps(
             {
@@ -151,86 +301,76 @@ def render(
 # -- reconcile / status -------------------------------------------------------------------------
 
 
-def _settings() -> Any:
-    from gatehouse.config import load_settings
-    from gatehouse.logging import configure
-
-    try:
-        settings = load_settings()
-    except InputError as exc:
-        _fail(str(exc))
-    configure(stream=sys.stderr, level=int(os.environ.get("GATEHOUSE_LOG_LEVEL", "30")))
-    return settings
-
-
-@main.command()
+@cli.command()
 @click.argument("service", required=False, metavar="[SERVICE]")
 @click.option(
     "--all", "sweep_all", is_flag=True, help="Every service of GATEHOUSE_PROJECTS x GATEHOUSE_REGIONS."
 )
-@click.option(
-    "--plan/--apply",
-    "plan_only",
-    default=True,
-    show_default=True,
-    help="--plan prints what would change and changes nothing.",
-)
+@_plan_or_apply(default_plan=True, plan_help="Print what would change and change nothing. [default]")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON lines.")
 def reconcile(service: str | None, sweep_all: bool, plan_only: bool, as_json: bool) -> None:
-    """Bring Apigee in line with Cloud Run for SERVICE (projects/P/locations/R/services/S) or --all."""
-    from gatehouse import runtime
+    """Bring Apigee in line with Cloud Run for SERVICE or --all.
+
+    SERVICE is projects/P/locations/R/services/S, or just S when GATEHOUSE_PROJECTS and
+    GATEHOUSE_REGIONS name one project and one region. Prints one row per service with its
+    actions; exit 1 when a service is in conflict or error."""
+    from gatehouse import names, runtime
     from gatehouse.cli_views import print_reports, progress_bar
     from gatehouse.registration.plan import ServiceRef
 
     if bool(service) == sweep_all:
-        _fail("give either SERVICE or --all")
+        raise click.UsageError("give either SERVICE or --all")
     settings = _settings()
-    try:
-        registrar = runtime.registrar(settings)
-        if service:
-            try:
-                ref = ServiceRef.parse(service)
-            except ValueError as exc:
-                _fail(str(exc))
-            reports = [registrar.reconcile_service(ref, apply=not plan_only)]
-        else:
-            with progress_bar("reconciling", enabled=not as_json) as progress:
-                reports = registrar.sweep(apply=not plan_only, progress=progress).reports
-    except GatehouseError as exc:
-        _fail(str(exc), EXIT_FAILED)
+    _require(GATEHOUSE_APIGEE_ORG=settings.apigee_org)
+    if sweep_all:
+        _require(GATEHOUSE_PROJECTS=settings.projects, GATEHOUSE_REGIONS=settings.regions)
+    ref = (
+        ServiceRef.parse(names.service_key(service, settings.projects, settings.regions)) if service else None
+    )
+    _connect(settings)
+    registrar = runtime.registrar(settings)
+    if ref is not None:
+        reports = [registrar.reconcile_service(ref, apply=not plan_only)]
+    else:
+        with progress_bar("reconciling", enabled=not as_json) as progress:
+            reports = registrar.sweep(apply=not plan_only, progress=progress).reports
     print_reports(reports, as_json=as_json, applied=not plan_only)
     if any(r.outcome.result in ("error", "conflict") for r in reports):
         sys.exit(EXIT_FAILED)
 
 
-@main.command()
+@cli.command()
 @click.argument("service", required=False, metavar="[SERVICE]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def status(service: str | None, as_json: bool) -> None:
-    """Show the last registration outcome per service (registered, unchanged, conflict, error)."""
-    from gatehouse import runtime
+    """Show the last registration outcome per service (registered, unchanged, conflict, error).
+
+    SERVICE is projects/P/locations/R/services/S (or just S, as for `reconcile`); projects/P or
+    projects/P/locations/R shows every service there."""
+    from gatehouse import names, runtime
     from gatehouse.cli_views import print_outcomes
 
     settings = _settings()
-    try:
-        outcomes = runtime.coordinator(settings).outcomes(service or "")
-    except GatehouseError as exc:
-        _fail(str(exc), EXIT_FAILED)
-    print_outcomes(outcomes, as_json=as_json)
+    key, exact = (
+        names.service_selector(service, settings.projects, settings.regions) if service else ("", False)
+    )
+    _connect(settings)
+    outcomes = runtime.coordinator(settings).outcomes(key)
+    if exact:
+        outcomes = [o for o in outcomes if o.key == key]
+    print_outcomes(outcomes, as_json=as_json, selected=key)
 
 
 # -- rotation ---------------------------------------------------------------------------------------
 
 
-@main.command()
+@cli.command()
+@_plan_or_apply(default_plan=False, plan_help="Read everything and change nothing: print what is due.")
 @click.option(
-    "--plan/--apply",
-    "plan_only",
-    default=False,
-    show_default=True,
-    help="--plan reads everything and changes nothing: it prints what is due.",
+    "--secret",
+    metavar="projects/P/secrets/S",
+    help="Only this secret (still age-gated); just S when rotation searches one project.",
 )
-@click.option("--secret", metavar="projects/P/secrets/S", help="Only this secret (still age-gated).")
 @click.option("--force", is_flag=True, help="Rotate now whatever is older than this moment (after a leak).")
 @click.option(
     "--report",
@@ -240,42 +380,48 @@ def status(service: str | None, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 def rotate(plan_only: bool, secret: str | None, force: bool, report_dir: Path | None, as_json: bool) -> None:
-    """Rotate the service-account keys and generated secrets that are due (README "Rotation")."""
+    """Rotate the service-account keys and generated secrets that are due (README "Rotation").
+
+    Prints a summary table; exit 1 when a target failed or was refused."""
     from datetime import UTC, datetime
 
-    from gatehouse import runtime
+    from gatehouse import names, runtime
     from gatehouse.cli_views import print_rotation, progress_bar
-    from gatehouse.rotation.job import run
+    from gatehouse.rotation.job import run as run_rotation
     from gatehouse.rotation.report import render_json, render_markdown
     from gatehouse.rotation.settings import RotationSettings
 
+    if report_dir is not None:
+        _writable_dir(report_dir, "--report")
     settings = _settings()
-    try:
-        rotation = RotationSettings.from_env(os.environ)
-        ports = runtime.rotation_ports(settings, rotation)
-        with progress_bar("rotating", enabled=not as_json) as progress:
-            done = 0
+    rotation = RotationSettings.from_env(os.environ)
+    name = names.secret_name(secret, rotation.projects, settings.project_numbers) if secret else None
+    _connect(settings)
+    ports = runtime.rotation_ports(settings, rotation)
+    with progress_bar("rotating", enabled=not as_json) as progress:
+        done = 0
 
-            def advance(_: object) -> None:
-                nonlocal done
-                done += 1
-                progress(done, None)
+        def advance(_: object) -> None:
+            nonlocal done
+            done += 1
+            progress(done, None)
 
-            report = run(
-                ports,
-                rotation,
-                plan_only=plan_only,
-                secret=secret,
-                force_before=datetime.now(UTC) if force else None,
-                progress=advance,
-                workers=rotation.workers,
-            )
-    except GatehouseError as exc:
-        _fail(str(exc), EXIT_FAILED)
+        report = run_rotation(
+            ports,
+            rotation,
+            plan_only=plan_only,
+            secret=name,
+            force_before=datetime.now(UTC) if force else None,
+            progress=advance,
+            workers=rotation.workers,
+        )
     if report_dir:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / f"{report.run_id}.json").write_text(render_json(report))
-        (report_dir / f"{report.run_id}.md").write_text(render_markdown(report))
+        try:
+            report_dir.mkdir(parents=True, exist_ok=True)
+            (report_dir / f"{report.run_id}.json").write_text(render_json(report))
+            (report_dir / f"{report.run_id}.md").write_text(render_markdown(report))
+        except OSError as exc:
+            _fail(f"cannot write the report into {report_dir}: {exc.strerror or exc}")
     if as_json:
         click.echo(render_json(report))
     else:
@@ -286,30 +432,32 @@ def rotate(plan_only: bool, secret: str | None, force: bool, report_dir: Path | 
 # -- tickets ----------------------------------------------------------------------------------------
 
 
-@main.group(invoke_without_command=True)
-@click.option(
-    "--plan/--apply",
-    "plan_only",
-    default=False,
-    show_default=True,
-    help="--plan drains nothing and writes nothing: it prints what a run would do.",
-)
+@cli.group(invoke_without_command=True)
+@_plan_or_apply(default_plan=False, plan_help="Drain nothing and write nothing: print what a run would do.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 @click.pass_context
 def tickets(ctx: click.Context, plan_only: bool, as_json: bool) -> None:
-    """Turn Apigee latency alerts into routing-policy tickets (one run of the job)."""
+    """Turn Apigee latency alerts into routing-policy tickets (one run of the job).
+
+    Exit 1 when something was left for the next run."""
     if ctx.invoked_subcommand is not None:
         return
     from gatehouse import runtime
     from gatehouse.config import load_tickets_config
-    from gatehouse.tickets import run
+    from gatehouse.tickets import run as run_tickets
 
     settings = _settings()
-    try:
-        config = load_tickets_config()
-        report = run(runtime.ticket_ports(settings, config), runtime.ticket_settings(config), plan=plan_only)
-    except GatehouseError as exc:
-        _fail(str(exc), EXIT_FAILED)
+    config = load_tickets_config()
+    _require(
+        GATEHOUSE_APIGEE_ORG=settings.apigee_org,
+        GATEHOUSE_TICKETS_SUBSCRIPTION=config.subscription,
+        GATEHOUSE_TICKETS_TARGET=config.target,
+        GATEHOUSE_TICKETS_TOKEN_SECRET=config.token_secret,
+    )
+    _connect(settings)
+    report = run_tickets(
+        runtime.ticket_ports(settings, config), runtime.ticket_settings(config), plan=plan_only
+    )
     if as_json:
         click.echo(json.dumps(report.to_dict(), sort_keys=True, default=str))
     else:
@@ -320,7 +468,7 @@ def tickets(ctx: click.Context, plan_only: bool, as_json: bool) -> None:
 @tickets.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def tickets_list(as_json: bool) -> None:
-    """Show the tickets gatehouse opened (open and closed) as a table."""
+    """Show the tickets gatehouse opened (open and closed) as a table, their links below it."""
     from dataclasses import asdict
 
     from gatehouse import runtime
@@ -329,11 +477,10 @@ def tickets_list(as_json: bool) -> None:
     from gatehouse.tickets.settings import TicketSettings
 
     settings = _settings()
-    try:
-        config = load_tickets_config()
-        found = runtime.tracker(settings, config).list_tickets(TicketSettings().labels[0])
-    except GatehouseError as exc:
-        _fail(str(exc), EXIT_FAILED)
+    config = load_tickets_config()
+    _require(GATEHOUSE_TICKETS_TARGET=config.target, GATEHOUSE_TICKETS_TOKEN_SECRET=config.token_secret)
+    _connect(settings)
+    found = runtime.tracker(settings, config).list_tickets(TicketSettings().labels[0])
     if as_json:
         for ticket in found:
             click.echo(json.dumps(asdict(ticket), sort_keys=True))
@@ -343,27 +490,32 @@ def tickets_list(as_json: bool) -> None:
 
 # -- local stack ---------------------------------------------------------------------------------
 
+_STATE_DIR = click.option(
+    "--state-dir",
+    default=".gatehouse/local",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the stack keeps stack.json and its logs.",
+)
 
-@main.group()
+
+@cli.group(no_args_is_help=True)
 def local() -> None:
     """The one-machine stack: real emulators + stand-ins, wired like production."""
 
 
 @local.command("up")
-@click.option("--state-dir", default=".gatehouse/local", show_default=True, type=click.Path(path_type=Path))
+@_STATE_DIR
 def local_up(state_dir: Path) -> None:
     """Start the stack in the background; print its endpoints as JSON (last line)."""
-    from gatehouse.local.stack import StackError, up
+    from gatehouse.local.stack import up
 
-    try:
-        state = up(state_dir, log=lambda m: click.echo(m, err=True))
-    except StackError as exc:
-        _fail(str(exc), EXIT_FAILED)
+    state = up(state_dir, log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(state, sort_keys=True))
 
 
 @local.command("down")
-@click.option("--state-dir", default=".gatehouse/local", show_default=True, type=click.Path(path_type=Path))
+@_STATE_DIR
 def local_down(state_dir: Path) -> None:
     """Stop everything `local up` started."""
     from gatehouse.local.stack import down
@@ -373,33 +525,35 @@ def local_down(state_dir: Path) -> None:
 
 
 @local.command("env")
-@click.option("--state-dir", default=".gatehouse/local", show_default=True, type=click.Path(path_type=Path))
+@_STATE_DIR
 def local_env(state_dir: Path) -> None:
     """Print shell exports that point gatehouse (and gcloud-style clients) at the stack."""
-    from gatehouse.local.stack import StackError, load_state, settings_env
+    from gatehouse.local.stack import load_state, settings_env
 
-    try:
-        state = load_state(state_dir)
-    except StackError as exc:
-        _fail(str(exc), EXIT_FAILED)
+    state = load_state(state_dir)
     for key, value in sorted(settings_env(state).items()):
         click.echo(f"export {key}={shlex.quote(value)}")
 
 
-@main.command()
-@click.option("--state-dir", default=".gatehouse/local", show_default=True, type=click.Path(path_type=Path))
-@click.option("--services", default=6, show_default=True, help="How many sample services to deploy.")
+@cli.command()
+@_STATE_DIR
+@click.option(
+    "--services",
+    default=6,
+    show_default=True,
+    type=click.IntRange(1, 200),
+    help="How many sample services to deploy (1-200).",
+)
 @click.option("--keep/--down", default=True, show_default=True, help="Leave the stack running afterwards.")
 def demo(state_dir: Path, services: int, keep: bool) -> None:
-    """The main job on one machine: start the stack, deploy a sample fleet into the Cloud Run
-    stand-in, wait until every opted-in service is registered in Apigee, and print a table."""
-    from gatehouse.local.demo import run_demo
-    from gatehouse.local.stack import StackError
+    """The three jobs on one machine: start the stack (unless it runs), then print three tables.
 
-    try:
-        ok = run_demo(state_dir, services=services, keep=keep)
-    except StackError as exc:
-        _fail(str(exc), EXIT_FAILED)
+    Registration: deploy a sample fleet into the Cloud Run stand-in and wait until every opted-in
+    service is registered in Apigee. Rotation: rotate the sample secrets. Tickets: turn a latency
+    incident into routing-policy tickets. Exit 1 when one of the three did not succeed."""
+    from gatehouse.local.demo import run_demo
+
+    ok = run_demo(state_dir, services=services, keep=keep)
     sys.exit(0 if ok else EXIT_FAILED)
 
 

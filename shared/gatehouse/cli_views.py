@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 from gatehouse.ports import Outcome
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
     from gatehouse.registration.service import Report
 
 _STYLE = {
@@ -28,10 +31,100 @@ _STYLE = {
 }
 
 
-def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
+def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _text(value: object, style: str = "") -> Text:
+    """A cell: the value as it is, never read as rich markup (``[gatehouse]`` stays visible)."""
+    from rich.text import Text
+
+    return Text("-" if value is None or value == "" else str(value), style=style)
+
+
+# When a table is too wide, prose columns give way first, then the names other than the first column
+# (which says what the row is about) and that one last: a name stays whole on one line as long as
+# the width allows at all, and is folded, never cut, when it does not.
+_PROSE = frozenset({"reason", "actions", "title", "due", "done"})
+_PROSE_FLOOR = 20
+_NAME_FLOOR = 8
+_GAP = 3  # between two columns: padding on either side of the (blank) rule of box.SIMPLE_HEAD
+
+
+def _widths(columns: Sequence[str], rows: Sequence[Sequence[Text]], available: int) -> list[int]:
+    """Each column's natural width, reduced (widest first, tier by tier) until the table fits."""
+    widths = [
+        max([len(name), *(len(line) for row in rows for line in row[i].plain.splitlines() or [""])])
+        for i, name in enumerate(columns)
+    ]
+    floors = [
+        min(w, _PROSE_FLOOR if name in _PROSE else _NAME_FLOOR)
+        for name, w in zip(columns, widths, strict=True)
+    ]
+    tiers = [0 if name in _PROSE else 1 if i else 2 for i, name in enumerate(columns)]
+    excess = sum(widths) + _GAP * (len(columns) - 1) - available
+    for tier in (0, 1, 2):
+        while excess > 0:
+            shrinkable = [i for i, t in enumerate(tiers) if t == tier and widths[i] > floors[i]]
+            if not shrinkable:
+                break
+            widest = max(shrinkable, key=lambda i: widths[i])
+            widths[widest] -= 1
+            excess -= 1
+    return widths
+
+
+def _print_table(
+    console: Console, columns: Sequence[str], rows: Sequence[Sequence[Text]], *, title: str | None = None
+) -> None:
+    """A table that fits the console: long values wrap (names fold), nothing is cut."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=_text(title) if title else None,
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    for name, width in zip(columns, _widths(columns, rows, console.width), strict=True):
+        table.add_column(name, width=width, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _where(name: str, detail: str, project: str = "") -> Text:
+    """A name with what places it (region, kind) on a dim second line, the project on a third."""
+    cell = _text(name)
+    for extra in (detail, project):
+        if extra:
+            cell.append(f"\n{extra}", style="dim")
+    return cell
+
+
+def _place(key: str) -> tuple[str, str, str]:
+    """``projects/P/locations/R/services/S`` -> ``(S, R, P)``; anything else as the service."""
+    parts = key.split("/")
+    if len(parts) == 6 and parts[0] == "projects":
+        return parts[5], parts[3], parts[1]
+    return key, "", ""
+
+
+def _secret(name: str) -> tuple[str, str]:
+    """``projects/P/secrets/S`` -> ``(S, P)``."""
+    parts = name.split("/")
+    if len(parts) >= 4 and parts[0] == "projects" and parts[2] == "secrets":
+        return parts[3], parts[1]
+    return name, ""
+
+
+def _when(at: str) -> str:
+    """RFC 3339 -> ``YYYY-MM-DD`` and ``HH:MM UTC`` on two lines: narrow enough for a column."""
+    return f"{at[:10]}\n{at[11:16]} UTC" if len(at) >= 16 and at[10:11] == "T" else at
 
 
 @contextlib.contextmanager
@@ -58,7 +151,11 @@ def progress_bar(label: str, *, enabled: bool = True) -> Iterator[Callable[[int,
         yield update
 
 
-def print_reports(reports: Sequence[Report], *, as_json: bool, applied: bool) -> None:
+def print_reports(
+    reports: Sequence[Report], *, as_json: bool, applied: bool, console: Console | None = None
+) -> None:
+    """One row per service that is not unchanged: where it is, the result, the proxy, and the
+    reason with (for a plan) the actions a run would take."""
     if as_json:
         for r in reports:
             plan = r.plan
@@ -76,70 +173,102 @@ def print_reports(reports: Sequence[Report], *, as_json: bool, applied: bool) ->
                 )
             )
         return
-    console = _console()
+    from rich.text import Text
+
+    console = console or _console()
     counts: dict[str, int] = {}
+    several_projects = len({r.ref.project for r in reports}) > 1
+    rows: list[list[Text]] = []
     for r in reports:
         result = r.outcome.result
         counts[result] = counts.get(result, 0) + 1
         if result == "unchanged":
             continue
-        style = _STYLE.get(result, "")
-        proxy = (r.plan.proxy if r.plan else r.outcome.proxy) or "-"
-        console.print(f"[{style}]{result:<12}[/] {r.ref.key}  →  proxy [bold]{proxy}[/]")
-        console.print(f"             {r.outcome.reason}", style="dim", markup=False)
+        what = Text(r.outcome.reason or "", style="dim")
         if r.plan and not applied:
             for line in r.plan.describe():
-                console.print(f"               - {line}", markup=False)
+                what.append(f"\n- {line}", style="")
+        rows.append(
+            [
+                _where(r.ref.service, r.ref.region, r.ref.project if several_projects else ""),
+                _text(result, _STYLE.get(result, "")),
+                _text((r.plan.proxy if r.plan else r.outcome.proxy) or "-", "bold"),
+                what,
+            ]
+        )
+    if rows:
+        _print_table(console, ("service", "result", "proxy", "reason" if applied else "actions"), rows)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no services"
     verb = "applied" if applied else "plan (nothing changed)"
-    console.print(f"\n{verb}: {summary}")
+    console.print(_text(f"{verb}: {summary}"))
 
 
-def print_outcomes(outcomes: Sequence[Outcome], *, as_json: bool) -> None:
+def print_outcomes(
+    outcomes: Sequence[Outcome], *, as_json: bool, selected: str = "", console: Console | None = None
+) -> None:
+    """One row per service: where it is, its last result and when, its proxy and why."""
     if as_json:
         for o in outcomes:
             print(json.dumps(asdict(o), sort_keys=True))
         return
-    from rich.table import Table
-
-    table = Table("service", "result", "proxy", "rev", "when", "reason", show_lines=False)
-    for o in outcomes:
-        style = _STYLE.get(o.result, "")
-        table.add_row(
-            o.key, f"[{style}]{o.result}[/]", o.proxy or "-", str(o.revision or "-"), o.at, o.reason
-        )
-    console = _console()
+    console = console or _console()
     if not outcomes:
-        console.print("no outcomes recorded yet")
+        console.print(
+            _text(f"no outcome recorded for {selected} yet" if selected else "no outcomes recorded yet")
+        )
         return
-    console.print(table)
+    places = [_place(o.key) for o in outcomes]
+    several_projects = len({p[2] for p in places}) > 1
+    rows = []
+    for o, (service, region, project) in zip(outcomes, places, strict=True):
+        result = _text(o.result, _STYLE.get(o.result, ""))
+        if o.at:
+            result.append(f"\n{_when(o.at)}", style="dim")
+        proxy = _text(o.proxy)
+        if o.revision:
+            proxy.append(f"\nrevision {o.revision}", style="dim")
+        rows.append(
+            [
+                _where(service, region, project if several_projects else ""),
+                result,
+                proxy,
+                _text(o.reason, "dim"),
+            ]
+        )
+    _print_table(console, ("service", "result", "proxy", "reason"), rows)
 
 
-def print_tickets(tickets: Sequence[Any]) -> None:
-    from rich.table import Table
+def print_tickets(tickets: Sequence[Any], *, console: Console | None = None) -> None:
+    """The tickets as a table; their links below it, each on its own line and never cut."""
+    from rich.text import Text
 
-    console = _console()
+    console = console or _console()
     if not tickets:
         console.print("no tickets yet")
         return
-    table = Table("#", "state", "title", "comments", "url")
+    rows = []
     for t in tickets:
         state = t.state if not t.closed_reason else f"{t.state} ({t.closed_reason})"
-        style = "green" if t.state == "open" else "dim"
-        table.add_row(
-            t.id, f"[{style}]{state}[/]", t.title, str(t.comments if t.comments is not None else "-"), t.url
+        rows.append(
+            [
+                _text(t.id),
+                _text(state, "green" if t.state == "open" else "dim"),
+                _text(t.title),
+                _text(t.comments),
+            ]
         )
-    console.print(table)
+    _print_table(console, ("#", "state", "title", "comments"), rows)
+    for t in tickets:
+        if t.url:
+            # soft_wrap: printed whole whatever the width; the terminal wraps it, a click opens it
+            console.print(Text.assemble((f"#{t.id} ", "dim"), (str(t.url), "")), soft_wrap=True)
 
 
-def print_rotation(report: Any) -> None:
+def print_rotation(report: Any, *, console: Console | None = None) -> None:
     """The summary table of a rotation run: every target, what was due, what was done."""
-    from rich.table import Table
+    from rich.text import Text
 
-    console = _console()
-    table = Table(
-        "secret", "kind", "status", "due", "done", "reason", title=f"rotation {report.run_id} ({report.mode})"
-    )
+    console = console or _console()
     style = {
         "rotated": "green",
         "maintained": "green",
@@ -150,14 +279,24 @@ def print_rotation(report: Any) -> None:
         "failed": "red",
         "refused": "red",
     }
-    for t in report.targets:
-        done = ", ".join(a.step for a in t.actions if a.result in ("done", "already done")) or "-"
-        due = ", ".join(t.due) or "-"
-        table.add_row(
-            t.secret, t.kind or "-", f"[{style.get(t.status, '')}]{t.status}[/]", due, done, t.reason
+    secrets = [_secret(t.secret) for t in report.targets]
+    several_projects = len({p for _, p in secrets}) > 1
+    rows = []
+    for t, (secret_id, project) in zip(report.targets, secrets, strict=True):
+        done = ", ".join(a.step for a in t.actions if a.result in ("done", "already done"))
+        rows.append(
+            [
+                _where(secret_id, t.kind or "", project if several_projects else ""),
+                _text(t.status, style.get(t.status, "")),
+                _text(", ".join(t.due)),
+                _text(done),
+                _text(t.reason, "dim"),
+            ]
         )
-    console.print(table)
+    console.print(_text(f"rotation {report.run_id} ({report.mode})"))
+    if rows:
+        _print_table(console, ("secret", "status", "due", "done", "reason"), rows)
     for error in report.errors:
-        console.print(f"[red]error:[/] {error}", markup=True)
+        console.print(Text.assemble(("error: ", "red"), str(error)))
     counts = ", ".join(f"{n} {k}" for k, n in report.counts().items()) or "no targets"
-    console.print(f"{'plan (nothing changed)' if report.mode == 'plan' else 'applied'}: {counts}")
+    console.print(_text(f"{'plan (nothing changed)' if report.mode == 'plan' else 'applied'}: {counts}"))

@@ -23,7 +23,14 @@ from typing import Any
 import requests
 
 from gatehouse.local import samples
-from gatehouse.local.stack import StackError, load_state, settings_env, up
+from gatehouse.local.stack import (
+    StackError,
+    StackNotRunningError,
+    check_running,
+    load_state,
+    settings_env,
+    up,
+)
 
 
 def deploy_fleet(state: dict[str, Any], services: list[dict[str, Any]]) -> None:
@@ -111,8 +118,10 @@ def run_demo(state_dir: Path, *, services: int = 6, keep: bool = True) -> bool:
     console = Console(highlight=False)
     try:
         state = load_state(state_dir)
-    except StackError:
-        state = up(state_dir, log=lambda m: console.print(f"[dim]{m}[/]"))
+        check_running(state, state_dir)
+    except StackNotRunningError:
+        # none yet, or one whose processes are gone (a reboot): start afresh
+        state = up(state_dir, log=lambda m: console.print(m, style="dim", markup=False))
     os.environ.update(settings_env(state))
     try:
         ok = _registration(console, state, services)
@@ -125,12 +134,14 @@ def run_demo(state_dir: Path, *, services: int = 6, keep: bool = True) -> bool:
             down(state_dir)
     console.print(
         f"\nstack state: {state_dir}/stack.json; logs: {state_dir}/logs; "
-        f"`gatehouse --stack {state_dir} status|rotate --plan|tickets list` to look around"
+        f"`gatehouse --stack {state_dir} status|rotate --plan|tickets list` to look around",
+        markup=False,
     )
     return ok
 
 
 def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
+    from rich.markup import escape
     from rich.table import Table
 
     from gatehouse import runtime
@@ -138,7 +149,9 @@ def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
 
     specs = samples.fleet(count)
     console.rule("registration")
-    console.print(f"deploying {len(specs)} services into the Cloud Run stand-in ({state['cloudrun']})")
+    console.print(
+        f"deploying {len(specs)} services into the Cloud Run stand-in ({state['cloudrun']})", markup=False
+    )
     started = time.monotonic()
     deploy_fleet(state, specs)
     exposed = [s for s in specs if s["labels"].get("apigee-expose") == "true"]
@@ -149,7 +162,7 @@ def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
     table = Table("service", "profile", "proxy", "rev", "deployed in", "result")
     for spec in specs:
         if spec not in exposed:
-            table.add_row(spec["name"], "-", "-", "-", "-", "[dim]not opted in[/]")
+            table.add_row(escape(spec["name"]), "-", "-", "-", "-", "[dim]not opted in[/]")
             continue
         outcome = outcomes.get(key + spec["name"])
         proxy = outcome.proxy if outcome else None
@@ -159,12 +172,12 @@ def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
         result = outcome.result if outcome else "timed out"
         style = "green" if result in ("registered", "unchanged") else "red"
         table.add_row(
-            spec["name"],
-            spec["labels"].get("apigee-profile", "apikey"),
-            proxy or "-",
+            escape(spec["name"]),
+            escape(spec["labels"].get("apigee-profile", "apikey")),
+            escape(proxy or "-"),
             str(outcome.revision or "-") if outcome else "-",
-            envs or "-",
-            f"[{style}]{result}[/]",
+            escape(envs or "-"),
+            f"[{style}]{escape(result)}[/]",
         )
     console.print(table)
     ok = len(outcomes) == len(exposed) and all(
@@ -175,6 +188,7 @@ def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
 
 
 def _rotation(console: Any, state: dict[str, Any]) -> bool:
+    from rich.markup import escape
     from rich.table import Table
 
     console.rule("rotation")
@@ -195,15 +209,15 @@ def _rotation(console: Any, state: dict[str, Any]) -> bool:
         done = str(sum(1 for a in t.get("actions", []) if a["result"] in ("done", "already done")))
         style = "red" if t["status"] in ("failed", "refused") else "green"
         table.add_row(
-            t["secret"].rsplit("/", 1)[-1],
-            t.get("kind") or "-",
-            f"[{style}]{t['status']}[/]",
+            escape(t["secret"].rsplit("/", 1)[-1]),
+            escape(t.get("kind") or "-"),
+            f"[{style}]{escape(t['status'])}[/]",
             current,
             done or "-",
         )
     console.print(table)
     if reports:
-        console.print(f"auditor's report: {reports[-1].with_suffix('.md')}")
+        console.print(f"auditor's report: {reports[-1].with_suffix('.md')}", markup=False, soft_wrap=True)
     ok = execution.get("succeededCount") == 1
     console.print("rotation job " + ("[green]succeeded[/]" if ok else "[red]failed[/]"))
     return ok

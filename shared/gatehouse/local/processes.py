@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gatehouse.errors import InputError
+
 # Popen objects of the children this process started: kept so that they can be reaped (and so that
 # Python does not warn about dropping a running child)
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -27,6 +29,15 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 
 class StackError(RuntimeError):
     """A process of the local stack could not be started."""
+
+
+class StackInputError(StackError, InputError):
+    """The stack is not in the state the command needs (its state file is unreadable, its directory
+    cannot be written, it is already running): the user must act, the CLI exits 2."""
+
+
+class StackNotRunningError(StackInputError):
+    """There is no stack in the directory, or nothing answers on the endpoints it recorded."""
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from gatehouse.local.processes import (
     Managed,
     StackError,
+    StackInputError,
+    StackNotRunningError,
     alive,
     free_port,
     start_firestore_emulator,
@@ -30,7 +34,16 @@ from gatehouse.local.processes import (
     stop,
 )
 
-__all__ = ["StackError", "down", "load_state", "settings_env", "up"]
+__all__ = [
+    "StackError",
+    "StackInputError",
+    "StackNotRunningError",
+    "check_running",
+    "down",
+    "load_state",
+    "settings_env",
+    "up",
+]
 
 PROJECT = "gatehouse-local"
 PROJECT_NUMBER = "123456789012"
@@ -60,13 +73,102 @@ STATE_FILE = "stack.json"
 FUNCTIONS_SOURCE = Path(__file__).resolve().parents[1] / "entrypoints" / "functions.py"
 
 
+# what settings_env reads: a state file without them was not written by `up`
+_REQUIRED = (
+    "project",
+    "project_number",
+    "region",
+    "organization",
+    "environment",
+    "owner_id",
+    "proxy_service_account",
+    "rotation_identity",
+    "tracker_repo",
+    "tracker_token_secret",
+    "pubsub_emulator",
+    "firestore_emulator",
+    *STANDINS,
+    "subscriptions",
+)
+START_HINT = "`gatehouse local up --state-dir {dir}` (or `make demo`)"
+
+
 def load_state(state_dir: Path) -> dict[str, Any]:
+    """The stack's endpoints as ``up`` recorded them; StackNotRunningError when there is none."""
     path = Path(state_dir) / STATE_FILE
     try:
-        state: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StackError(f"no local stack in {state_dir} (start one with `gatehouse local up`)") from None
-    return state
+        text = path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        raise StackNotRunningError(
+            f"no local stack in {state_dir}: start one with " + START_HINT.format(dir=state_dir)
+        ) from None
+    except OSError as exc:
+        raise StackInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        state = json.loads(text)
+    except ValueError as exc:
+        raise StackInputError(
+            f"{path} is not valid JSON ({exc}): remove it, then start the stack with "
+            + START_HINT.format(dir=state_dir)
+        ) from None
+    missing = [key for key in _REQUIRED if key not in state] if isinstance(state, dict) else ["everything"]
+    if missing or not isinstance(state.get("subscriptions"), dict):
+        raise StackInputError(
+            f"{path} is not a stack state file (missing {', '.join(missing) or 'subscriptions'}): "
+            "remove it, then start the stack with " + START_HINT.format(dir=state_dir)
+        )
+    return dict(state)
+
+
+def endpoints(state: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """Every ``host, port`` the stack recorded, by name (emulators, stand-ins, functions)."""
+    found: dict[str, tuple[str, int]] = {}
+    named = {
+        "pubsub emulator": f"//{state.get('pubsub_emulator', '')}",
+        "firestore emulator": f"//{state.get('firestore_emulator', '')}",
+        **{f"{name} stand-in": str(state.get(name, "")) for name in STANDINS},
+        **{name: str(url) for name, url in dict(state.get("functions") or {}).items()},
+    }
+    for name, url in named.items():
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.hostname and port:
+            found[name] = (parts.hostname, port)
+    return found
+
+
+def check_running(state: dict[str, Any], state_dir: Path | str, *, timeout: float = 0.5) -> None:
+    """Raise StackNotRunningError unless every endpoint of the stack accepts a TCP connection.
+
+    A stopped stack leaves its state file behind; the clients pointed at its ports would retry for
+    minutes. This fails in well under a second instead (closed local ports refuse at once).
+    """
+    found = endpoints(state)
+
+    def answers(address: tuple[str, int]) -> bool:
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                return True
+        except OSError:
+            return False
+
+    with ThreadPoolExecutor(max(1, len(found))) as pool:
+        answered = dict(zip(found, pool.map(answers, found.values()), strict=True))
+    dead = [name for name, ok in answered.items() if not ok]
+    if not found or dead:
+        where = (
+            f"nothing answers on the {dead[0]} ({found[dead[0]][0]}:{found[dead[0]][1]})"
+            + (f" and {len(dead) - 1} more" if len(dead) > 1 else "")
+            if dead
+            else "it recorded no endpoints"
+        )
+        raise StackNotRunningError(
+            f"the local stack in {state_dir} is not running ({where}): start it with "
+            + START_HINT.format(dir=state_dir)
+        )
 
 
 def settings_env(state: dict[str, Any]) -> dict[str, str]:
@@ -152,7 +254,18 @@ def up(
     """Start everything; return (and write to ``state_dir/stack.json``) the stack's endpoints."""
     state_dir = Path(state_dir).resolve()
     if _running(state_dir):
-        raise StackError(f"a stack is already running in {state_dir}; run `gatehouse local down` first")
+        raise StackInputError(
+            f"a stack is already running in {state_dir}; "
+            f"run `gatehouse local down --state-dir {state_dir}` first"
+        )
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / ".writable").touch()
+        (state_dir / ".writable").unlink()
+    except OSError as exc:
+        raise StackInputError(
+            f"cannot use {state_dir} as the stack's state directory: {exc.strerror or exc}"
+        ) from None
     logs = state_dir / "logs"
     started: list[Managed] = []
     try:
@@ -257,7 +370,7 @@ def down(state_dir: Path) -> list[str]:
     """Stop every process the stack in ``state_dir`` started; returns their names."""
     try:
         state = load_state(Path(state_dir))
-    except StackError:
+    except StackNotRunningError:
         return []
     stopped = []
     for proc in reversed(state.get("processes", [])):
