@@ -8,6 +8,7 @@ from there, so that nothing on the repository's sys.path can stand in for the in
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the venv must see only what was installed into it, not a PYTHONPATH pointing at a checkout
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         text=True,
         timeout=300,
         check=False,
+        env=CLEAN_ENV,
     )
     assert build.returncode == 0, build.stderr
     (built,) = out.glob("gatehouse-*.whl")
@@ -79,12 +83,14 @@ def test_the_installed_cli_runs_from_a_venv_outside_the_repo(wheel: tuple[Path, 
         check=True,
         timeout=300,
         capture_output=True,
+        env=CLEAN_ENV,
     )
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import gatehouse, sys; print(gatehouse.__file__)"],
         cwd=outside,
+        env=CLEAN_ENV,
         capture_output=True,
         text=True,
         check=True,
@@ -95,6 +101,7 @@ def test_the_installed_cli_runs_from_a_venv_outside_the_repo(wheel: tuple[Path, 
         probe = subprocess.run(
             [str(venv / "bin" / "python"), "-c", f"import {generic}"],
             cwd=outside,
+            env=CLEAN_ENV,
             capture_output=True,
             text=True,
             check=False,
@@ -105,6 +112,7 @@ def test_the_installed_cli_runs_from_a_venv_outside_the_repo(wheel: tuple[Path, 
         [str(venv / "bin" / "gatehouse"), "--help"],
         check=False,
         cwd=outside,
+        env=CLEAN_ENV,
         capture_output=True,
         text=True,
         timeout=60,
@@ -121,6 +129,7 @@ def test_the_installed_cli_runs_from_a_venv_outside_the_repo(wheel: tuple[Path, 
         ],
         check=False,
         cwd=outside,
+        env=CLEAN_ENV,
         capture_output=True,
         text=True,
         timeout=60,
