@@ -113,8 +113,10 @@ def test_update_generation_revisions_and_masks(client: run_v2.ServicesClient) ->
     labelled = client.update_service(service=current).result(timeout=10)
     assert labelled.generation == 2 and labelled.latest_created_revision == created.latest_created_revision
     assert dict(labelled.labels) == {"team": "a", "gatehouse": "expose"}
-    # a new image makes a new revision
+    # a new image makes a new revision (its old name belongs to the old template: cleared, as a
+    # client that wants Cloud Run to name the new revision sends it)
     labelled.template.containers[0].image = "europe-docker.pkg.dev/my-proj/apps/orders:2"
+    labelled.template.revision = ""
     rolled = client.update_service(service=labelled).result()
     assert rolled.generation == 3 and "/revisions/orders-00003-" in rolled.latest_created_revision
     # update mask: only labels change, the template stays
@@ -131,6 +133,45 @@ def test_update_generation_revisions_and_masks(client: run_v2.ServicesClient) ->
         client.update_service(service=missing).result()
     upserted = client.update_service(request={"service": missing, "allow_missing": True}).result()
     assert upserted.generation == 1
+
+
+def test_a_reused_revision_name_is_refused_apart_from_a_stale_etag(client: run_v2.ServicesClient) -> None:
+    name = f"{PARENT}/services/orders"
+    named = service()
+    named.template.revision = "orders-v1"  # gcloud and the console always name the revision
+    created = client.create_service(parent=PARENT, service_id="orders", service=named).result()
+    assert created.latest_created_revision == f"{name}/revisions/orders-v1"
+    current = client.get_service(name=name)
+    current.template.containers[0].image = "europe-docker.pkg.dev/my-proj/apps/orders:2"
+    with pytest.raises(exceptions.Conflict) as reused:  # the same name, another template
+        client.update_service(service=current).result()
+    assert reused.value.response.json()["error"]["status"] == "ALREADY_EXISTS"
+    assert client.get_service(name=name).template.containers[0].image.endswith("orders:1")
+    # the name of an OLDER revision is refused too, not only the current one
+    current.template.revision = "orders-v2"
+    second = client.update_service(service=current).result()
+    assert second.latest_created_revision == f"{name}/revisions/orders-v2"
+    second.template.revision = "orders-v1"
+    second.template.containers[0].image = "europe-docker.pkg.dev/my-proj/apps/orders:3"
+    with pytest.raises(exceptions.Conflict) as older:
+        client.update_service(service=second).result()
+    assert older.value.response.json()["error"]["status"] == "ALREADY_EXISTS"
+    # the same name with the same template is no change; a label change keeps the revision
+    unchanged = client.get_service(name=name)
+    unchanged.labels["team"] = "a"
+    relabelled = client.update_service(service=unchanged).result()
+    assert relabelled.latest_created_revision == f"{name}/revisions/orders-v2"
+    # a stale etag is a concurrent modification: also 409, but ABORTED (told apart by status)
+    current.template.revision = ""
+    with pytest.raises(exceptions.Conflict) as stale:
+        client.update_service(service=current).result()
+    assert stale.value.response.json()["error"]["status"] == "ABORTED"
+    # cleared name, fresh etag: Cloud Run names the new revision
+    fresh = client.get_service(name=name)
+    fresh.template.containers[0].image = "europe-docker.pkg.dev/my-proj/apps/orders:4"
+    fresh.template.revision = ""
+    rolled = client.update_service(service=fresh).result()
+    assert "/revisions/orders-00004-" in rolled.latest_created_revision
 
 
 def test_iam_policy_read_modify_write_with_etag(client: run_v2.ServicesClient) -> None:

@@ -189,8 +189,9 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
         self.extra_routes[("POST", "/_standin/cloudrun/audit")] = self._publish_raw
 
     def initial_state(self) -> dict[str, Any]:
-        # services/deleted: name -> Service JSON; iam: name -> Policy JSON; operations: name -> Operation
-        return {"services": {}, "deleted": {}, "iam": {}, "operations": {}}
+        # services/deleted: name -> Service JSON; iam: name -> Policy JSON; operations: name -> Operation;
+        # revisions: revision name -> the template it was created from (without its name)
+        return {"services": {}, "deleted": {}, "iam": {}, "operations": {}, "revisions": {}}
 
     # -- naming ---------------------------------------------------------------------------------
 
@@ -294,9 +295,10 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
         changed = previous is None or new_revision or template != old_template
         if changed:
             suffix = secrets.choice(LOWER) + "".join(secrets.choice(LOWER + "0123456789") for _ in range(2))
-            revision = requested if requested and requested != current else f"{sid}-{generation:05d}-{suffix}"
+            revision = requested or f"{sid}-{generation:05d}-{suffix}"
             if not revision.startswith(f"{sid}-"):
                 raise ApiError(400, f"service.template.revision must start with '{sid}-'")
+            self._check_revision_name(name, revision, template, old_template if revision == current else None)
         else:
             revision = current
         template["revision"] = revision
@@ -348,6 +350,25 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
         service["etag"] = f'"{tag}"'
         return service
 
+    def _check_revision_name(
+        self, name: str, revision: str, template: dict[str, Any], current: dict[str, Any] | None
+    ) -> None:
+        """Cloud Run keeps every revision's template: a name that exists with another template is
+        refused (409 ALREADY_EXISTS), unlike a stale etag (409 ABORTED)."""
+        known = self.state.setdefault("revisions", {}).get(f"{name}/revisions/{revision}", current)
+        if known is not None and known != template:
+            raise ApiError(
+                409,
+                f"Revision named '{revision}' with different configuration already exists.",
+                "ALREADY_EXISTS",
+            )
+
+    def _remember_revision(self, service: dict[str, Any]) -> None:
+        template = dict(service.get("template") or {})
+        revision = template.pop("revision", None)
+        if revision:
+            self.state.setdefault("revisions", {})[f"{service['name']}/revisions/{revision}"] = template
+
     def _operation(self, name: str, service: dict[str, Any], keep: bool) -> dict[str, Any]:
         project, region, _ = _split(name)
         op = {
@@ -369,6 +390,13 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
         """Persist, record the operation, publish the audit entries; the LRO for the response."""
         started = datetime.now(UTC)
         op = self._operation(name, service, keep=True)
+        if method == "DeleteService":
+            prefix = f"{name}/revisions/"
+            revisions = self.state.setdefault("revisions", {})
+            for key in [k for k in revisions if k.startswith(prefix)]:
+                del revisions[key]
+        else:
+            self._remember_revision(service)
         self.changed()
         if self.audit_topic:
             entries = self._audit_entries(
