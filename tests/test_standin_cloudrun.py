@@ -201,6 +201,56 @@ def test_iam_policy_read_modify_write_with_etag(client: run_v2.ServicesClient) -
         client.set_iam_policy(request={"resource": name, "policy": bad})
 
 
+def test_iam_conditions_need_policy_version_3(stand: Handle, client: run_v2.ServicesClient) -> None:
+    name = client.create_service(parent=PARENT, service_id="orders", service=service()).result().name
+    url = f"{stand.url}/v2/{name}"
+    conditional = {
+        "role": "roles/run.invoker",
+        "members": ["user:dana@example.com"],
+        "condition": {
+            "title": "until 2030",
+            "expression": "request.time < timestamp('2030-01-01T00:00:00Z')",
+        },
+    }
+    plain = {
+        "role": "roles/run.invoker",
+        "members": ["serviceAccount:apigee@my-proj.iam.gserviceaccount.com"],
+    }
+    refused = requests.post(f"{url}:setIamPolicy", json={"policy": {"bindings": [conditional]}}, timeout=10)
+    assert refused.status_code == 400, "conditions without version 3"
+    stored = requests.post(
+        f"{url}:setIamPolicy", json={"policy": {"version": 3, "bindings": [plain, conditional]}}, timeout=10
+    ).json()
+    assert stored["version"] == 3 and stored["bindings"][1]["condition"] == conditional["condition"]
+    # asked for version 3 (through the official client): conditions and version come back
+    v3 = client.get_iam_policy(request={"resource": name, "options": {"requested_policy_version": 3}})
+    assert v3.version == 3 and [b.condition.title for b in v3.bindings] == ["", "until 2030"]
+    # not asked for 3: IAM's version-1 rendering, the condition hidden behind a _withcond_ role
+    for params in ({}, {"options.requestedPolicyVersion": 1}):
+        v1 = requests.get(f"{url}:getIamPolicy", params=params, timeout=10).json()
+        assert v1["version"] == 1 and all("condition" not in b for b in v1["bindings"])
+        assert v1["bindings"][0] == plain
+        assert v1["bindings"][1]["role"].startswith("roles/run.invoker_withcond_")
+        # writing that rendering back (with its etag) is refused: it would lose the condition
+        back = requests.post(f"{url}:setIamPolicy", json={"policy": v1}, timeout=10)
+        assert back.status_code == 400
+        without = requests.post(
+            f"{url}:setIamPolicy", json={"policy": {**v1, "bindings": [plain]}}, timeout=10
+        )
+        assert without.status_code == 400, "a version-1 write over conditions, with an etag"
+    assert (
+        requests.get(
+            f"{url}:getIamPolicy", params={"options.requestedPolicyVersion": 2}, timeout=10
+        ).status_code
+        == 400
+    )
+    # without an etag, a version-1 policy overwrites a version-3 one and the conditions are lost (docs)
+    overwritten = requests.post(
+        f"{url}:setIamPolicy", json={"policy": {"bindings": [plain]}}, timeout=10
+    ).json()
+    assert overwritten["version"] == 1 and overwritten["bindings"] == [plain]
+
+
 def test_delete_and_operations(client: run_v2.ServicesClient, stand: Handle) -> None:
     name = client.create_service(parent=PARENT, service_id="orders", service=service()).result().name
     current = client.get_service(name=name)
