@@ -91,7 +91,7 @@ class Outcome:
     """The last result of registering one service, as ``gatehouse status`` shows it."""
 
     key: str  # projects/P/locations/R/services/S
-    result: str  # registered | unchanged | unregistered | skipped | conflict | error | pending
+    result: str  # registered | unchanged | unregistered | skipped | conflict | error | pending | out-of-scope
     reason: str = ""
     proxy: str | None = None
     revision: int | None = None

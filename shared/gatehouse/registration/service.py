@@ -35,6 +35,7 @@ from gatehouse.registration.plan import (
 )
 
 _log = get_logger("registration")
+OUT_OF_SCOPE = "out-of-scope"  # the outcome of an event or command outside projects x regions
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,18 @@ class Registrar:
     ) -> Report:
         correlation_id = correlation_id or new_correlation_id()
         with bound(correlation_id=correlation_id, service=ref.key):
+            foreign = self.settings.out_of_scope(ref.project, ref.region)
+            if foreign is not None:
+                # acknowledged, never acted on: no API call, no write, not even the status record
+                return self._finish(
+                    ref,
+                    None,
+                    OUT_OF_SCOPE,
+                    foreign,
+                    apply=apply,
+                    correlation_id=correlation_id,
+                    record=False,
+                )
             try:
                 service_doc = self.cloudrun.get_service(ref.project, ref.region, ref.service)
                 want = self.desired(ref, service_doc)
@@ -250,7 +263,7 @@ class Registrar:
             at=_now(),
             correlation_id=correlation_id,
         )
-        level = 40 if result in ("error", "conflict") else 20
+        level = 40 if result in ("error", "conflict") else 30 if result == OUT_OF_SCOPE else 20
         event(
             _log,
             f"service {result}",
