@@ -71,3 +71,17 @@ def test_a_conditional_grant_of_the_same_member_is_not_the_unconditional_one(sta
     assert client.add_invoker(PROJECT, REGION, SERVICE, PROXY) is True
     bindings = _policy(stand)["bindings"]
     assert mine_with_condition in bindings and {"role": "roles/run.invoker", "members": [PROXY]} in bindings
+
+
+def test_has_invoker_is_one_read_of_the_unconditional_binding(stand: Handle) -> None:
+    client = CloudRunClient(endpoint=stand.url, anonymous=True, retry_attempts=1)
+    assert client.has_invoker(PROJECT, REGION, SERVICE, PROXY) is False
+    url = f"{stand.url}/v2/{NAME}:setIamPolicy"
+    only_conditional = {"version": 3, "bindings": [{**CONDITIONAL, "members": [PROXY]}]}
+    assert requests.post(url, json={"policy": only_conditional}, timeout=10).ok
+    assert client.has_invoker(PROJECT, REGION, SERVICE, PROXY) is False, "a condition may not hold"
+    client.add_invoker(PROJECT, REGION, SERVICE, PROXY)
+    requests.post(f"{stand.url}/_standin/stats/reset", timeout=10)
+    assert client.has_invoker(PROJECT, REGION, SERVICE, PROXY) is True
+    stats = requests.get(f"{stand.url}/_standin/stats", timeout=10).json()
+    assert stats["methods"] == {"run.projects.locations.services.getIamPolicy": 1}

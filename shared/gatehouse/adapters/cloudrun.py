@@ -92,6 +92,14 @@ class CloudRunClient:
     def remove_invoker(self, project: str, region: str, name: str, member: str) -> bool:
         return self._edit_invokers(project, region, name, member, add=False)
 
+    def has_invoker(self, project: str, region: str, name: str, member: str) -> bool:
+        """One read: does ``member`` hold the unconditional ``roles/run.invoker`` binding?"""
+        policy = self._get_policy(self.service_name(project, region, name))
+        return any(
+            b.role == INVOKER_ROLE and not b.HasField("condition") and member in b.members
+            for b in policy.bindings
+        )
+
     def _edit_invokers(self, project: str, region: str, name: str, member: str, *, add: bool) -> bool:
         resource = self.service_name(project, region, name)
         for _ in range(5):
