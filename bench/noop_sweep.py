@@ -15,6 +15,13 @@ in-process (median of 5 after one discarded warm-up; stand-in counters reset bef
 ``gatehouse reconcile --all --plan`` as a subprocess, wall time including process start (median
 of 3). Every service must plan ``unchanged``. Calls are listed by route.
 
+The invoker drift check. The nightly job sweeps with ``apply=True``, which also reads every
+registered service's IAM policy (one ``getIamPolicy`` each, ``workers`` = 4 at a time) to restore a
+roles/run.invoker binding removed by hand. Measured at 50 ms: ``Registrar.sweep(apply=True)`` on
+the same no-op fleet (every service must stay ``unchanged``: nothing is written but the outcome
+records in Firestore), median of 3, next to the same sweep with ``check_invokers=False`` as its
+baseline; the difference is what the check costs.
+
 Why those baselines. The same sweeps at 0 ms latency separate what the latency costs from the
 sweep's own CPU work (decoding 1,000 services, rendering and hashing 1,000 bundles), which the
 phase timings break down, as a separate timing does the CLI's start (interpreter, imports,
@@ -50,8 +57,9 @@ from bench.harness import (
     set_latency,
 )
 from gatehouse.local.processes import Managed, free_port, start_python, stop
-from gatehouse.local.stack import ENVIRONMENT, ORGANIZATION, REPO, settings_env
+from gatehouse.local.stack import ENVIRONMENT, ORGANIZATION, settings_env
 
+REPO = Path(__file__).resolve().parents[1]  # the checkout (gatehouse.local.stack no longer exports it)
 SERVICES = 1000
 LATENCY_MS = 50
 TARGET_CALLS = 50
@@ -59,6 +67,7 @@ TARGET_SECONDS = 5.0
 REPEATS = 5
 CLI_REPEATS = 3
 CLI_TIMEOUT = 120.0
+DRIFT_REPEATS = 3
 
 
 def _standins(stack: ExitStack, log_dir: Path) -> dict[str, str]:
@@ -95,7 +104,7 @@ def _register_all(fleet: RunFleet, names: list[str]) -> None:
     started = time.perf_counter()
     settings = load_settings(deploy_poll_seconds=0.01)
     apigee = runtime.apigee(settings)
-    apigee.limiter = RateLimiter(10**7)  # setup only: see the module docstring
+    apigee.http.limiter = RateLimiter(10**7)  # setup only: see the module docstring
     registrar = Registrar(
         settings,
         apigee,
@@ -125,6 +134,25 @@ def _sweep(state: dict[str, Any]) -> tuple[float, CallCount]:
     unchanged = sum(r.outcome.result == "unchanged" for r in report.reports)
     if unchanged != SERVICES or len(report.reports) != SERVICES:
         raise BenchError(f"plan sweep: {unchanged}/{len(report.reports)} unchanged, expected {SERVICES}")
+    return elapsed, calls
+
+
+def _apply_sweep(state: dict[str, Any], *, check_invokers: bool) -> tuple[float, CallCount]:
+    """One timed in-process APPLY sweep of the no-op fleet (the nightly job), with or without the
+    invoker drift check."""
+    from gatehouse import runtime
+    from gatehouse.config import load_settings
+
+    registrar = runtime.registrar(load_settings())
+    reset_stats(state)
+    gc.collect()
+    started = time.perf_counter()
+    report = registrar.sweep(apply=True, check_invokers=check_invokers)
+    elapsed = time.perf_counter() - started
+    calls = CallCount.between(read_stats(state))
+    unchanged = sum(r.outcome.result == "unchanged" for r in report.reports)
+    if unchanged != SERVICES or len(report.reports) != SERVICES:
+        raise BenchError(f"apply sweep: {unchanged}/{len(report.reports)} unchanged, expected {SERVICES}")
     return elapsed, calls
 
 
@@ -225,6 +253,16 @@ def run() -> dict[str, Any]:
                     f"{runs[-1][1].total:g} calls; CLI {', '.join(f'{s:.2f}' for s, _ in cli_runs)} s, "
                     f"{cli_runs[-1][1].total:g} calls"
                 )
+            # still at LATENCY_MS: the nightly apply sweep with and without the invoker drift check
+            drift: dict[bool, list[tuple[float, CallCount]]] = {True: [], False: []}
+            for _ in range(DRIFT_REPEATS):
+                for check in (False, True):
+                    drift[check].append(_apply_sweep(state, check_invokers=check))
+            for check, runs in drift.items():
+                log(
+                    f"noop_sweep apply at {LATENCY_MS} ms, invoker check {'on' if check else 'off'}: "
+                    f"{', '.join(f'{s:.2f}' for s, _ in runs)} s, {runs[-1][1].total:g} calls"
+                )
             set_latency(state, 0)
             phases = _phases(state)
             cli_start = _cli_start()
@@ -233,6 +271,9 @@ def run() -> dict[str, Any]:
     seconds, cli_seconds = median(slow["seconds"]), median(slow["cli_seconds"])
     calls: CallCount = slow["calls"]
     naive_seconds = SERVICES * LATENCY_MS / 1000
+    checked, unchecked = drift[True], drift[False]
+    check_calls, base_calls = checked[-1][1], unchecked[-1][1]
+    check_seconds, base_seconds = median([s for s, _ in checked]), median([s for s, _ in unchecked])
     return {
         "figures": [
             figure(
@@ -273,8 +314,46 @@ def run() -> dict[str, Any]:
                 calls=slow["cli_calls"].to_dict(),
                 naive_s=naive_seconds,
             ),
+            figure(
+                f"nightly (apply) no-op sweep of {SERVICES} services at {LATENCY_MS} ms latency with the "
+                "invoker drift check: management calls",
+                check_calls.total,
+                "calls",
+                baseline=base_calls.total,
+                baseline_label="the same apply sweep without the check (check_invokers=False)",
+                target=f"{SERVICES} getIamPolicy reads more than the baseline (1 per registered service)",
+                passed=check_calls.total - base_calls.total == SERVICES,
+                calls=check_calls.to_dict(),
+                baseline_calls=base_calls.to_dict(),
+            ),
+            figure(
+                f"nightly (apply) no-op sweep of {SERVICES} services at {LATENCY_MS} ms latency with the "
+                "invoker drift check: in-process wall time, median",
+                round(check_seconds, 2),
+                "s",
+                baseline=round(base_seconds, 2),
+                baseline_label="the same apply sweep without the check, median",
+                target=None,
+                passed=None,
+                samples_s=[round(s, 2) for s, _ in checked],
+                baseline_samples_s=[round(s, 2) for s, _ in unchecked],
+                computed_floor_s=SERVICES * LATENCY_MS / 1000 / 4,
+                computed_floor_is=f"{SERVICES} reads x {LATENCY_MS} ms / 4 workers",
+            ),
         ],
         "details": {
+            "invoker_drift_check": {
+                "what": f"nightly apply sweep of {SERVICES} unchanged services at {LATENCY_MS} ms latency",
+                "calls_with_check": check_calls.to_dict(),
+                "calls_without_check (baseline)": base_calls.to_dict(),
+                "extra_calls": round(check_calls.total - base_calls.total, 2),
+                "extra_calls_per_service": round((check_calls.total - base_calls.total) / SERVICES, 3),
+                "seconds_with_check_median": round(check_seconds, 2),
+                "seconds_without_check_median (baseline)": round(base_seconds, 2),
+                "extra_seconds": round(check_seconds - base_seconds, 2),
+                "samples_with_s": [round(s, 2) for s, _ in checked],
+                "samples_without_s": [round(s, 2) for s, _ in unchecked],
+            },
             "sweep_phases_at_0ms_ms": phases,
             "cli_interpreter_start_and_imports_ms_median": cli_start,
             "calls_at_0ms": fast["calls"].to_dict(),

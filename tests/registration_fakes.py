@@ -165,6 +165,10 @@ class FakeCloudRun:
         members.add(member)
         return changed
 
+    def has_invoker(self, project: str, region: str, name: str, member: str) -> bool:
+        self.calls["has_invoker"] += 1
+        return member in self.invokers.get(f"projects/{project}/locations/{region}/services/{name}", set())
+
     def remove_invoker(self, project: str, region: str, name: str, member: str) -> bool:
         self.calls["remove_invoker"] += 1
         members = self.invokers.get(f"projects/{project}/locations/{region}/services/{name}", set())

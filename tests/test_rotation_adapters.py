@@ -775,6 +775,7 @@ def test_consumers_adapter_pages_matches_every_reference_form_and_rolls(env: Env
     orders = next(c for c in adapter.list_consumers(KEY) if c.name == SERVICE)
     current = requests.get(f"{env.run.url}/v2/{SERVICE}", timeout=10).json()
     current["template"]["containers"][0]["env"][1]["valueSource"]["secretKeyRef"]["secret"] = "other-secret"
+    del current["template"]["revision"]  # a new template needs a new revision name (Cloud Run: 409)
     assert requests.patch(f"{env.run.url}/v2/{SERVICE}", json=current, timeout=10).ok
     with pytest.raises(NotFoundError, match="no longer has that reference"):
         adapter.roll(orders, version="2")

@@ -113,8 +113,10 @@ def test_update_generation_revisions_and_masks(client: run_v2.ServicesClient) ->
     labelled = client.update_service(service=current).result(timeout=10)
     assert labelled.generation == 2 and labelled.latest_created_revision == created.latest_created_revision
     assert dict(labelled.labels) == {"team": "a", "gatehouse": "expose"}
-    # a new image makes a new revision
+    # a new image makes a new revision (its old name belongs to the old template: cleared, as a
+    # client that wants Cloud Run to name the new revision sends it)
     labelled.template.containers[0].image = "europe-docker.pkg.dev/my-proj/apps/orders:2"
+    labelled.template.revision = ""
     rolled = client.update_service(service=labelled).result()
     assert rolled.generation == 3 and "/revisions/orders-00003-" in rolled.latest_created_revision
     # update mask: only labels change, the template stays
@@ -131,6 +133,45 @@ def test_update_generation_revisions_and_masks(client: run_v2.ServicesClient) ->
         client.update_service(service=missing).result()
     upserted = client.update_service(request={"service": missing, "allow_missing": True}).result()
     assert upserted.generation == 1
+
+
+def test_a_reused_revision_name_is_refused_apart_from_a_stale_etag(client: run_v2.ServicesClient) -> None:
+    name = f"{PARENT}/services/orders"
+    named = service()
+    named.template.revision = "orders-v1"  # gcloud and the console always name the revision
+    created = client.create_service(parent=PARENT, service_id="orders", service=named).result()
+    assert created.latest_created_revision == f"{name}/revisions/orders-v1"
+    current = client.get_service(name=name)
+    current.template.containers[0].image = "europe-docker.pkg.dev/my-proj/apps/orders:2"
+    with pytest.raises(exceptions.Conflict) as reused:  # the same name, another template
+        client.update_service(service=current).result()
+    assert reused.value.response.json()["error"]["status"] == "ALREADY_EXISTS"
+    assert client.get_service(name=name).template.containers[0].image.endswith("orders:1")
+    # the name of an OLDER revision is refused too, not only the current one
+    current.template.revision = "orders-v2"
+    second = client.update_service(service=current).result()
+    assert second.latest_created_revision == f"{name}/revisions/orders-v2"
+    second.template.revision = "orders-v1"
+    second.template.containers[0].image = "europe-docker.pkg.dev/my-proj/apps/orders:3"
+    with pytest.raises(exceptions.Conflict) as older:
+        client.update_service(service=second).result()
+    assert older.value.response.json()["error"]["status"] == "ALREADY_EXISTS"
+    # the same name with the same template is no change; a label change keeps the revision
+    unchanged = client.get_service(name=name)
+    unchanged.labels["team"] = "a"
+    relabelled = client.update_service(service=unchanged).result()
+    assert relabelled.latest_created_revision == f"{name}/revisions/orders-v2"
+    # a stale etag is a concurrent modification: also 409, but ABORTED (told apart by status)
+    current.template.revision = ""
+    with pytest.raises(exceptions.Conflict) as stale:
+        client.update_service(service=current).result()
+    assert stale.value.response.json()["error"]["status"] == "ABORTED"
+    # cleared name, fresh etag: Cloud Run names the new revision
+    fresh = client.get_service(name=name)
+    fresh.template.containers[0].image = "europe-docker.pkg.dev/my-proj/apps/orders:4"
+    fresh.template.revision = ""
+    rolled = client.update_service(service=fresh).result()
+    assert "/revisions/orders-00004-" in rolled.latest_created_revision
 
 
 def test_iam_policy_read_modify_write_with_etag(client: run_v2.ServicesClient) -> None:
@@ -158,6 +199,56 @@ def test_iam_policy_read_modify_write_with_etag(client: run_v2.ServicesClient) -
     bad = policy_pb2.Policy(bindings=[policy_pb2.Binding(role="roles/run.invoker", members=["nobody"])])
     with pytest.raises(exceptions.BadRequest):
         client.set_iam_policy(request={"resource": name, "policy": bad})
+
+
+def test_iam_conditions_need_policy_version_3(stand: Handle, client: run_v2.ServicesClient) -> None:
+    name = client.create_service(parent=PARENT, service_id="orders", service=service()).result().name
+    url = f"{stand.url}/v2/{name}"
+    conditional = {
+        "role": "roles/run.invoker",
+        "members": ["user:dana@example.com"],
+        "condition": {
+            "title": "until 2030",
+            "expression": "request.time < timestamp('2030-01-01T00:00:00Z')",
+        },
+    }
+    plain = {
+        "role": "roles/run.invoker",
+        "members": ["serviceAccount:apigee@my-proj.iam.gserviceaccount.com"],
+    }
+    refused = requests.post(f"{url}:setIamPolicy", json={"policy": {"bindings": [conditional]}}, timeout=10)
+    assert refused.status_code == 400, "conditions without version 3"
+    stored = requests.post(
+        f"{url}:setIamPolicy", json={"policy": {"version": 3, "bindings": [plain, conditional]}}, timeout=10
+    ).json()
+    assert stored["version"] == 3 and stored["bindings"][1]["condition"] == conditional["condition"]
+    # asked for version 3 (through the official client): conditions and version come back
+    v3 = client.get_iam_policy(request={"resource": name, "options": {"requested_policy_version": 3}})
+    assert v3.version == 3 and [b.condition.title for b in v3.bindings] == ["", "until 2030"]
+    # not asked for 3: IAM's version-1 rendering, the condition hidden behind a _withcond_ role
+    for params in ({}, {"options.requestedPolicyVersion": 1}):
+        v1 = requests.get(f"{url}:getIamPolicy", params=params, timeout=10).json()
+        assert v1["version"] == 1 and all("condition" not in b for b in v1["bindings"])
+        assert v1["bindings"][0] == plain
+        assert v1["bindings"][1]["role"].startswith("roles/run.invoker_withcond_")
+        # writing that rendering back (with its etag) is refused: it would lose the condition
+        back = requests.post(f"{url}:setIamPolicy", json={"policy": v1}, timeout=10)
+        assert back.status_code == 400
+        without = requests.post(
+            f"{url}:setIamPolicy", json={"policy": {**v1, "bindings": [plain]}}, timeout=10
+        )
+        assert without.status_code == 400, "a version-1 write over conditions, with an etag"
+    assert (
+        requests.get(
+            f"{url}:getIamPolicy", params={"options.requestedPolicyVersion": 2}, timeout=10
+        ).status_code
+        == 400
+    )
+    # without an etag, a version-1 policy overwrites a version-3 one and the conditions are lost (docs)
+    overwritten = requests.post(
+        f"{url}:setIamPolicy", json={"policy": {"bindings": [plain]}}, timeout=10
+    ).json()
+    assert overwritten["version"] == 1 and overwritten["bindings"] == [plain]
 
 
 def test_delete_and_operations(client: run_v2.ServicesClient, stand: Handle) -> None:

@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     # per-process client-side budget; Apigee allows 6,000 management calls a minute per org
     apigee_calls_per_minute: int = Field(default=1200, ge=1, le=6000)
 
-    # Cloud Run: regions and projects swept by a full reconcile
+    # Cloud Run: the projects and regions gatehouse acts on (a full reconcile sweeps them; events
+    # and commands for any other project or region are acknowledged and change nothing)
     cloudrun_endpoint: str | None = None
     projects: Annotated[list[str], NoDecode] = Field(default_factory=list)
     regions: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -134,6 +135,17 @@ class Settings(BaseSettings):
                 "starting with a letter (it is written as an Apigee label value)"
             )
         return value
+
+    def out_of_scope(self, project: str, region: str) -> str | None:
+        """Why ``project``/``region`` is outside GATEHOUSE_PROJECTS x GATEHOUSE_REGIONS (None: inside).
+        An empty list admits nothing: with an organization or folder log sink, the scope is the only
+        limit. A project number counts as its project when GATEHOUSE_PROJECT_NUMBERS maps it."""
+        numbers = {self.project_numbers[p] for p in self.projects if p in self.project_numbers}
+        if project not in self.projects and project not in numbers:
+            return f"project {project} is not in GATEHOUSE_PROJECTS ({', '.join(self.projects) or 'empty'})"
+        if region not in self.regions:
+            return f"region {region} is not in GATEHOUSE_REGIONS ({', '.join(self.regions) or 'empty'})"
+        return None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -84,6 +84,7 @@ class CloudRunApi(Protocol):
     def list_services(self, project: str, region: str) -> Iterator[list[dict[str, Any]]]: ...
     def add_invoker(self, project: str, region: str, name: str, member: str) -> bool: ...
     def remove_invoker(self, project: str, region: str, name: str, member: str) -> bool: ...
+    def has_invoker(self, project: str, region: str, name: str, member: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Outcome:
     """The last result of registering one service, as ``gatehouse status`` shows it."""
 
     key: str  # projects/P/locations/R/services/S
-    result: str  # registered | unchanged | unregistered | skipped | conflict | error | pending
+    result: str  # registered | unchanged | unregistered | skipped | conflict | error | pending | out-of-scope
     reason: str = ""
     proxy: str | None = None
     revision: int | None = None

@@ -3,6 +3,12 @@
 Services come back as v2 REST JSON dicts (camelCase), the same shape ``gatehouse render`` reads,
 so the pure layers never see protobuf types. IAM changes are read-modify-write with the policy's
 etag; a concurrent writer makes the write fail with ABORTED and we read again.
+
+Policies are read with ``options.requestedPolicyVersion=3``: below 3, IAM renders conditional
+bindings without their conditions (role ``..._withcond_<hash>``), and writing that back fails or
+loses them. Conditional bindings are left as they are, and a policy that has any is written back
+as version 3. Only gatehouse's own member of the unconditional ``roles/run.invoker`` binding is
+ever added or removed.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any, TypeVar
 
 from google.auth.credentials import Credentials
 from google.cloud import run_v2
-from google.iam.v1 import iam_policy_pb2, policy_pb2
+from google.iam.v1 import iam_policy_pb2, options_pb2, policy_pb2
 from google.protobuf.json_format import MessageToDict
 
 from gatehouse.adapters.gapic import call, raise_mapped, rest_client
@@ -22,6 +28,7 @@ from gatehouse.errors import ConflictError, NotFoundError, TransientError
 
 T = TypeVar("T")
 INVOKER_ROLE = "roles/run.invoker"
+POLICY_VERSION = 3  # the only version that carries conditional role bindings
 
 
 class CloudRunClient:
@@ -85,15 +92,18 @@ class CloudRunClient:
     def remove_invoker(self, project: str, region: str, name: str, member: str) -> bool:
         return self._edit_invokers(project, region, name, member, add=False)
 
+    def has_invoker(self, project: str, region: str, name: str, member: str) -> bool:
+        """One read: does ``member`` hold the unconditional ``roles/run.invoker`` binding?"""
+        policy = self._get_policy(self.service_name(project, region, name))
+        return any(
+            b.role == INVOKER_ROLE and not b.HasField("condition") and member in b.members
+            for b in policy.bindings
+        )
+
     def _edit_invokers(self, project: str, region: str, name: str, member: str, *, add: bool) -> bool:
         resource = self.service_name(project, region, name)
         for _ in range(5):
-            policy = self._call(
-                f"get IAM policy of {resource}",
-                lambda: self.client.get_iam_policy(
-                    request=iam_policy_pb2.GetIamPolicyRequest(resource=resource), timeout=self.timeout
-                ),
-            )
+            policy = self._get_policy(resource)
             if not _edit_policy(policy, member, add=add):
                 return False
             try:
@@ -106,6 +116,15 @@ class CloudRunClient:
             except ConflictError:
                 continue  # someone else changed the policy between our read and write: read again
         raise TransientError(f"IAM policy of {resource} kept changing under us; will retry")
+
+    def _get_policy(self, resource: str) -> policy_pb2.Policy:
+        request = iam_policy_pb2.GetIamPolicyRequest(
+            resource=resource, options=options_pb2.GetPolicyOptions(requested_policy_version=POLICY_VERSION)
+        )
+        return self._call(
+            f"get IAM policy of {resource}",
+            lambda: self.client.get_iam_policy(request=request, timeout=self.timeout),
+        )
 
 
 def _edit_policy(policy: policy_pb2.Policy, member: str, *, add: bool) -> bool:
@@ -122,11 +141,19 @@ def _edit_policy(policy: policy_pb2.Policy, member: str, *, add: bool) -> bool:
             binding.members.remove(member)
             if not binding.members:
                 policy.bindings.remove(binding)
+            _set_version(policy)
             return True
     if not add:
         return False
     policy.bindings.add(role=INVOKER_ROLE, members=[member])
+    _set_version(policy)
     return True
+
+
+def _set_version(policy: policy_pb2.Policy) -> None:
+    """Conditional bindings need version 3 on every write of the policy (IAM refuses otherwise)."""
+    if any(b.HasField("condition") for b in policy.bindings):
+        policy.version = POLICY_VERSION
 
 
 def _to_dict(service: run_v2.Service) -> dict[str, Any]:

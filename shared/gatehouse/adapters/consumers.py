@@ -19,6 +19,13 @@ and dropped after a roll. ``roll`` re-reads the resource, changes the version of
 reference (only if it still names the same secret), and updates it with the resource's etag: a
 concurrent deploy makes Cloud Run answer ABORTED and the roll fails as a conflict instead of
 overwriting someone's change.
+
+A service's ``template.revision`` names the revision that template created (gcloud and the console
+always set it). Sending the same name with a changed template is refused (409 ALREADY_EXISTS:
+"revision ... with different configuration already exists"), so the roll clears it and Cloud Run
+generates a new name. Both refusals are HTTP 409; they are told apart by the ``google.rpc.Status``
+code: ABORTED (the etag no longer matches: someone deployed meanwhile) is a ``ConflictError``,
+ALREADY_EXISTS a ``PermanentError`` with ``reason="ALREADY_EXISTS"``.
 """
 
 from __future__ import annotations
@@ -29,12 +36,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from google.api_core import exceptions as gexc
 from google.auth.credentials import Credentials
 from google.cloud import run_v2
 
-from gatehouse.adapters.gapic import call, rest_client
+from gatehouse.adapters.gapic import call, map_google_error, rest_client
 from gatehouse.adapters.http import retrying
-from gatehouse.errors import NotFoundError, PermanentError
+from gatehouse.errors import ConflictError, NotFoundError, PermanentError
 from gatehouse.rotation.ports import ConsumerRef
 
 T = TypeVar("T")
@@ -47,6 +55,38 @@ def _when(value: Any) -> datetime | None:
 
 def _container_label(container: run_v2.Container, index: int) -> str:
     return str(container.name) or f"#{index}"
+
+
+def _rpc_status(exc: gexc.GoogleAPICallError) -> str:
+    """The ``google.rpc.Status`` code name of an error answer (``error.status`` of the REST body;
+    over REST, api_core picks the exception class by HTTP status alone)."""
+    response = getattr(exc, "response", None)
+    try:
+        status = response.json()["error"]["status"] if response is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        status = None
+    if isinstance(status, str) and status:
+        return status
+    code = exc.grpc_status_code
+    return str(getattr(code, "name", "")) if code is not None else ""
+
+
+def map_update_error(exc: Exception, what: str) -> Exception:
+    """Errors of an update: the two kinds of 409 mean different things to whoever reads the report."""
+    if isinstance(exc, gexc.Conflict | gexc.Aborted | gexc.AlreadyExists):
+        status = _rpc_status(exc)
+        if status == "ALREADY_EXISTS" or isinstance(exc, gexc.AlreadyExists):
+            return PermanentError(
+                f"{what}: Cloud Run refuses the revision name (it exists with another template): {exc}",
+                status=409,
+                reason="ALREADY_EXISTS",
+            )
+        return ConflictError(
+            f"{what}: changed concurrently (etag mismatch); not overwritten: {exc}",
+            status=409,
+            reason=status or "ABORTED",
+        )
+    return map_google_error(exc, what)
 
 
 class CloudRunConsumers:
@@ -256,11 +296,14 @@ class CloudRunConsumers:
                 raise NotFoundError(
                     f"{consumer.name} no longer has that reference ({consumer.via} {consumer.detail})"
                 )
-            done: run_v2.Service = self._call(
+            template.revision = ""  # the old name belongs to the old template: let Cloud Run name it
+            done: run_v2.Service = call(
+                self.retry,
                 f"update service {consumer.name}",
                 lambda: self._result(
                     self.services.update_service(service=service, retry=None, timeout=self.timeout)
                 ),
+                map_update_error,
             )
             return str(done.latest_created_revision).rsplit("/", 1)[-1] or f"generation {done.generation}"
         job = self._call(
@@ -272,9 +315,11 @@ class CloudRunConsumers:
             raise NotFoundError(
                 f"{consumer.name} no longer has that reference ({consumer.via} {consumer.detail})"
             )
-        updated: run_v2.Job = self._call(
+        updated: run_v2.Job = call(
+            self.retry,
             f"update job {consumer.name}",
             lambda: self._result(self.jobs.update_job(job=job, retry=None, timeout=self.timeout)),
+            map_update_error,
         )
         return f"{consumer.name.rsplit('/', 1)[-1]} generation {updated.generation}"
 

@@ -3,6 +3,13 @@
 ``Registrar.reconcile_service`` serves events (one service); ``Registrar.sweep`` serves the
 nightly job and ``gatehouse reconcile --all`` (every service of the configured projects and
 regions, listed page by page, against one listing of proxies and one of deployments).
+
+Invoker drift: Apigee calls a service as the proxy service account, which needs
+``roles/run.invoker`` on it. Plans grant it whenever they deploy, but a binding removed by hand
+leaves an ``unchanged`` service unreachable. The sweep (by default when it applies: the nightly
+job) reads the IAM policy of every service whose proxy is registered and in place, one
+``getIamPolicy`` per service, ``workers`` at a time, and grants the binding again where it is
+missing. Events do not pay that read: an unchanged service stays at 3 reads.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +38,7 @@ from gatehouse.registration.plan import (
     Current,
     Deploy,
     DesiredProxy,
+    GrantInvoker,
     PathClaim,
     Plan,
     ServiceRef,
@@ -39,6 +47,7 @@ from gatehouse.registration.plan import (
 )
 
 _log = get_logger("registration")
+OUT_OF_SCOPE = "out-of-scope"  # the outcome of an event or command outside projects x regions
 # descriptions read per proxy labelled ours to find revisions its labels miss (an unlabelled proxy
 # is read until a revision is not ours, however many: adopting it needs them all to be ours)
 MAX_UNLABELLED_READS = 50
@@ -240,6 +249,18 @@ class Registrar:
     ) -> Report:
         correlation_id = correlation_id or new_correlation_id()
         with bound(correlation_id=correlation_id, service=ref.key):
+            foreign = self.settings.out_of_scope(ref.project, ref.region)
+            if foreign is not None:
+                # acknowledged, never acted on: no API call, no write, not even the status record
+                return self._finish(
+                    ref,
+                    None,
+                    OUT_OF_SCOPE,
+                    foreign,
+                    apply=apply,
+                    correlation_id=correlation_id,
+                    record=False,
+                )
             try:
                 service_doc = self.cloudrun.get_service(ref.project, ref.region, ref.service)
                 want = self.desired(ref, service_doc)
@@ -338,7 +359,7 @@ class Registrar:
             at=_now(),
             correlation_id=correlation_id,
         )
-        level = 40 if result in ("error", "conflict") else 20
+        level = 40 if result in ("error", "conflict") else 30 if result == OUT_OF_SCOPE else 20
         event(
             _log,
             f"service {result}",
@@ -363,8 +384,12 @@ class Registrar:
         only: Iterable[ServiceRef] | None = None,
         progress: Callable[[int, int | None], None] | None = None,
         workers: int = 4,
+        check_invokers: bool | None = None,
     ) -> SweepReport:
-        """Reconcile every service of the configured projects x regions, plus orphaned proxies."""
+        """Reconcile every service of the configured projects x regions, plus orphaned proxies.
+
+        ``check_invokers`` (default: ``apply``) reads each registered service's IAM policy and
+        restores a missing run.invoker binding of the proxy service account (module docstring)."""
         if not self.settings.projects or not self.settings.regions:
             raise InputError("a full reconcile needs GATEHOUSE_PROJECTS and GATEHOUSE_REGIONS")
         correlation_id = new_correlation_id()
@@ -394,6 +419,7 @@ class Registrar:
                 progress(0, total)
             to_apply: list[tuple[ServiceRef, Desired, Plan]] = []
             outcomes: list[Outcome] = []
+            in_place: list[int] = []  # indexes of unchanged, registered services: drift candidates
             for done, ref in enumerate(refs, 1):
                 try:
                     want = self.desired(ref, services.get(ref))
@@ -429,17 +455,94 @@ class Registrar:
                                 correlation_id=correlation_id,
                             ),
                         )
+                        if the_plan.result == "unchanged" and want.proxy is not None:
+                            in_place.append(len(report.reports))
                         report.reports.append(r)
                         outcomes.append(r.outcome)
                 if progress:
                     progress(done, total)
+            to_restore: list[Plan] = []
+            if in_place and (apply if check_invokers is None else check_invokers):
+                to_restore = self._invoker_drift(report, outcomes, in_place, apply=apply, workers=workers)
             if apply and outcomes:
                 self.coordinator.record_many(outcomes)
-            if to_apply:
+            if to_apply or to_restore:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     for r in pool.map(lambda item: self._apply_one(*item, claims=claims), to_apply):
                         report.reports.append(r)
+                    for r in pool.map(self._restore_invoker, to_restore):
+                        report.reports.append(r)
         return report
+
+    # -- invoker drift ----------------------------------------------------------------------------
+
+    @property
+    def _member(self) -> str:
+        return f"serviceAccount:{self.settings.proxy_service_account}"
+
+    def _invoker_drift(
+        self, report: SweepReport, outcomes: list[Outcome], in_place: list[int], *, apply: bool, workers: int
+    ) -> list[Plan]:
+        """Read the IAM policy of each in-place service (``workers`` at a time). Where the binding
+        is gone: in a plan, its report shows the grant; applying, its report and outcome are
+        dropped here and the returned plans (one ``GrantInvoker`` each) are executed later."""
+
+        def check(index: int) -> bool | GatehouseError:
+            ref = report.reports[index].ref
+            try:
+                return self.cloudrun.has_invoker(ref.project, ref.region, ref.service, self._member)
+            except GatehouseError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            found = dict(zip(in_place, pool.map(check, in_place), strict=True))
+        restore: list[Plan] = []
+        dropped: set[int] = set()
+        for index, has in found.items():
+            if has is True:
+                continue
+            old = report.reports[index]
+            if isinstance(has, GatehouseError):
+                outcome = replace(
+                    old.outcome, result="error", reason=f"could not read the run.invoker policy: {has}"
+                )
+                report.reports[index] = Report(old.ref, old.plan, outcome)
+                outcomes[index] = outcome
+                continue
+            fix = Plan(
+                old.ref,
+                old.outcome.proxy or "",
+                "update",
+                f"the roles/run.invoker binding of {self._member} is missing (removed by hand?); "
+                "granting it again",
+                (GrantInvoker(),),
+            )
+            event(_log, "invoker drift", level=30, service=old.ref.key, proxy=fix.proxy, member=self._member)
+            if apply:
+                restore.append(fix)
+                dropped.add(index)
+            else:
+                outcome = replace(old.outcome, result=fix.result, reason=fix.reason)
+                report.reports[index] = Report(old.ref, fix, outcome)
+                outcomes[index] = outcome
+        if dropped:
+            report.reports[:] = [r for i, r in enumerate(report.reports) if i not in dropped]
+            outcomes[:] = [o for i, o in enumerate(outcomes) if i not in dropped]
+        return restore
+
+    def _restore_invoker(self, fix: Plan) -> Report:
+        """Grant the binding again: an idempotent, etag-guarded edit of the service's policy, so it
+        needs no proxy lease (nothing in Apigee changes)."""
+        correlation_id = new_correlation_id()
+        with bound(correlation_id=correlation_id, service=fix.ref.key):
+            try:
+                applied = self.executor.apply(fix, None)
+            except GatehouseError as exc:
+                why = f"transient, will be retried: {exc}" if isinstance(exc, TransientError) else str(exc)
+                return self._finish(fix.ref, fix, "error", why, apply=True, correlation_id=correlation_id)
+            return self._finish(
+                fix.ref, fix, applied.result, applied.reason, apply=True, correlation_id=correlation_id
+            )
 
     def _apply_one(
         self, ref: ServiceRef, want: Desired, the_plan: Plan, *, claims: Sequence[PathClaim]

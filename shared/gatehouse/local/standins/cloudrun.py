@@ -148,6 +148,10 @@ def _split(name: str) -> tuple[str, str, str]:
     return parts[1], parts[3], parts[5] if len(parts) > 5 else ""
 
 
+def _conditional(bindings: Any) -> bool:
+    return any(isinstance(b, dict) and b.get("condition") for b in bindings or [])
+
+
 def _set_path(target: dict[str, Any], source: dict[str, Any], path: str) -> None:
     """Copy the field at dotted ``path`` from ``source`` to ``target`` (clear it if absent)."""
     *parents, leaf = path.split(".")
@@ -189,8 +193,9 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
         self.extra_routes[("POST", "/_standin/cloudrun/audit")] = self._publish_raw
 
     def initial_state(self) -> dict[str, Any]:
-        # services/deleted: name -> Service JSON; iam: name -> Policy JSON; operations: name -> Operation
-        return {"services": {}, "deleted": {}, "iam": {}, "operations": {}}
+        # services/deleted: name -> Service JSON; iam: name -> Policy JSON; operations: name -> Operation;
+        # revisions: revision name -> the template it was created from (without its name)
+        return {"services": {}, "deleted": {}, "iam": {}, "operations": {}, "revisions": {}}
 
     # -- naming ---------------------------------------------------------------------------------
 
@@ -294,9 +299,10 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
         changed = previous is None or new_revision or template != old_template
         if changed:
             suffix = secrets.choice(LOWER) + "".join(secrets.choice(LOWER + "0123456789") for _ in range(2))
-            revision = requested if requested and requested != current else f"{sid}-{generation:05d}-{suffix}"
+            revision = requested or f"{sid}-{generation:05d}-{suffix}"
             if not revision.startswith(f"{sid}-"):
                 raise ApiError(400, f"service.template.revision must start with '{sid}-'")
+            self._check_revision_name(name, revision, template, old_template if revision == current else None)
         else:
             revision = current
         template["revision"] = revision
@@ -348,6 +354,25 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
         service["etag"] = f'"{tag}"'
         return service
 
+    def _check_revision_name(
+        self, name: str, revision: str, template: dict[str, Any], current: dict[str, Any] | None
+    ) -> None:
+        """Cloud Run keeps every revision's template: a name that exists with another template is
+        refused (409 ALREADY_EXISTS), unlike a stale etag (409 ABORTED)."""
+        known = self.state.setdefault("revisions", {}).get(f"{name}/revisions/{revision}", current)
+        if known is not None and known != template:
+            raise ApiError(
+                409,
+                f"Revision named '{revision}' with different configuration already exists.",
+                "ALREADY_EXISTS",
+            )
+
+    def _remember_revision(self, service: dict[str, Any]) -> None:
+        template = dict(service.get("template") or {})
+        revision = template.pop("revision", None)
+        if revision:
+            self.state.setdefault("revisions", {})[f"{service['name']}/revisions/{revision}"] = template
+
     def _operation(self, name: str, service: dict[str, Any], keep: bool) -> dict[str, Any]:
         project, region, _ = _split(name)
         op = {
@@ -369,6 +394,13 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
         """Persist, record the operation, publish the audit entries; the LRO for the response."""
         started = datetime.now(UTC)
         op = self._operation(name, service, keep=True)
+        if method == "DeleteService":
+            prefix = f"{name}/revisions/"
+            revisions = self.state.setdefault("revisions", {})
+            for key in [k for k in revisions if k.startswith(prefix)]:
+                del revisions[key]
+        else:
+            self._remember_revision(service)
         self.changed()
         if self.audit_topic:
             entries = self._audit_entries(
@@ -483,9 +515,26 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
 
     @handles("GET", "run.projects.locations.services.getIamPolicy")
     def get_iam_policy(self, call: Call) -> dict[str, Any]:
+        """``options.requestedPolicyVersion`` (0, 1 or 3) is the highest version the caller
+        understands. A policy with conditional bindings asked for below 3 comes back as IAM formats
+        it then: version 1, each conditional binding's role suffixed ``_withcond_<hash>`` and its
+        condition left out (https://cloud.google.com/iam/docs/troubleshooting-withcond)."""
         name = call.params["resource"]
         self._existing(name)
-        return dict(self.state["iam"].get(name) or {"etag": EMPTY_POLICY_ETAG})
+        requested = call.arg("options.requestedPolicyVersion") or "0"
+        if requested not in ("0", "1", "3"):
+            raise ApiError(
+                400, f"Invalid requested policy version: {requested}. Valid values are 0, 1 and 3."
+            )
+        policy = copy.deepcopy(self.state["iam"].get(name) or {"etag": EMPTY_POLICY_ETAG})
+        if _conditional(policy.get("bindings")) and requested != "3":
+            for binding in policy["bindings"]:
+                condition = binding.pop("condition", None)
+                if condition is not None:
+                    tag = hashlib.sha256(json.dumps(condition, sort_keys=True).encode()).hexdigest()[:20]
+                    binding["role"] = f"{binding['role']}_withcond_{tag}"
+            policy["version"] = 1
+        return policy
 
     @handles("POST", "run.projects.locations.services.setIamPolicy")
     def set_iam_policy(self, call: Call) -> dict[str, Any]:
@@ -507,11 +556,18 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
                 "ABORTED",
             )
         for binding in policy.get("bindings") or []:
-            if not str(binding.get("role", "")).startswith("roles/"):
+            role = str(binding.get("role", ""))
+            if not role.startswith("roles/") or "_withcond_" in role:
                 raise ApiError(400, f"Role {binding.get('role')!r} is not supported for this resource.")
             for member in binding.get("members") or []:
                 if not MEMBER.match(member):
                     raise ApiError(400, f"Invalid principal: {member}")
+        version = int(policy.get("version") or 0)
+        if _conditional(policy.get("bindings")) and version != 3:
+            raise ApiError(400, "Policy version 3 is required for a policy with conditional role bindings.")
+        if policy.get("etag") and _conditional(current.get("bindings")) and version != 3:
+            # the writer read a version-1 rendering; its write would drop or mangle the conditions
+            raise ApiError(400, "The policy has conditional role bindings: set it with policy version 3.")
         mask = {p.strip() for p in (body.get("updateMask") or "bindings,etag").split(",")}
         updated = {k: v for k, v in current.items() if k != "etag"}
         for key in ("bindings", "auditConfigs"):
@@ -519,7 +575,7 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
                 updated[key] = policy[key]
             elif key in mask:
                 updated.pop(key, None)
-        updated["version"] = policy.get("version") or updated.get("version") or 1
+        updated["version"] = 3 if _conditional(updated.get("bindings")) else 1
         updated["etag"] = base64.b64encode(b"\x07" + os.urandom(7)).decode()
         self.state["iam"][name] = updated
         self.changed()
