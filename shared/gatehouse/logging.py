@@ -79,11 +79,11 @@ _MATERIAL_PAIRS = frozenset(
         ("secret", "material"),
     }
 )
-# the same keys as they appear in text: snake/kebab/camel spellings with any prefix (github_token)
+# the same keys as they appear in text, in any case; matched as a suffix (github_token, x-api-key):
+# no prefix is matched, so that a long run of word characters cannot make the search quadratic
 _MATERIAL_KEY_TEXT = (
-    r"[A-Za-z0-9_-]*(?:password|passwd|passphrase|token|private[_-]?key(?:[_-]?data)?|privateKey(?:Data)?"
-    r"|client[_-]?secret|clientSecret|api[_-]?key|apiKey|consumer[_-]?(?:key|secret)|consumer(?:Key|Secret)"
-    r"|secret[_-]?(?:value|data|key)|secretValue|key[_-]?data|keyData)"
+    r"(?:password|passwd|passphrase|token|private[_-]?key(?:[_-]?data)?|client[_-]?secret|api[_-]?key"
+    r"|consumer[_-]?(?:key|secret)|secret[_-]?(?:value|data|key)|key[_-]?data)"
 )
 _REDACTED = "[REDACTED]"
 _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
@@ -100,11 +100,10 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # "key": "value" (JSON, also backslash-escaped inside another string), 'key': b'value' (repr), key=value
     (
         re.compile(
-            rf'(?i)((?<![A-Za-z0-9])(\\*["\']?){_MATERIAL_KEY_TEXT}\2\s*[:=]\s*b?)(\\*)(["\'])'
-            r"(?:(?!\3\4)(?:\\.|.))*\3\4",
+            rf'(?i)({_MATERIAL_KEY_TEXT}\\*["\']?\s*[:=]\s*b?)(\\*)(["\'])(?:(?!\2\3)(?:\\.|.))*\2\3',
             re.S,
         ),
-        r"\1\3\4[REDACTED]\3\4",
+        r"\1\2\3[REDACTED]\2\3",
     ),
     # a Secret Manager version in text: "payload": {"data": "..."}
     (
@@ -116,16 +115,14 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
         r"\1\2\3[REDACTED]\2\3",
     ),
     (
-        re.compile(
-            rf"(?i)((?<![A-Za-z0-9]){_MATERIAL_KEY_TEXT}\s*[:=]\s*)(?![\"'\\\[{{])[^\s&,;)}}\]]{{4,}}"
-        ),
+        re.compile(rf"(?i)({_MATERIAL_KEY_TEXT}\s*[:=]\s*)(?![\"'\\\[{{])[^\s&,;)}}\]]{{4,}}"),
         r"\1[REDACTED]",
     ),
     (re.compile(r"\bya29\.[A-Za-z0-9._-]+"), _REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), _REDACTED),
     (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"), _REDACTED),
     (re.compile(r"\bAIza[0-9A-Za-z_-]{30,}"), _REDACTED),
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@"), r"\1[REDACTED]@"),
+    (re.compile(r"(\b[a-z][a-z0-9+.-]{0,31}://[^/\s:@]{1,256}:)[^/\s@]{1,256}@"), r"\1[REDACTED]@"),
 ]
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")

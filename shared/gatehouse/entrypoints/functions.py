@@ -82,7 +82,8 @@ def install(app: flask.Flask) -> None:
     app.extensions[_EXTENSION] = True
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.register_error_handler(Exception, _unhandled)
-    configure()
+    if not logging.getLogger("gatehouse").handlers:
+        configure()  # until _settings() configures it with the project, at the first event
     configure_framework((app.name,))
 
 
