@@ -25,15 +25,19 @@ is a JSON object (``{"message": ..., "subscription": ...}``, data base64, depth 
 CloudEvents whose data is a Google-made JSON document. So only a direct HTTP caller gets the 4xx,
 and it does not retry on its own; were a misconfigured subscription ever to send one (an unwrapped
 push endpoint), its dead-letter policy bounds the redeliveries. What Pub/Sub can send and
-functions-framework can read -- including a binary-mode body that is a JSON array, not JSON, too
-deep (over 64 levels) or over 1 MiB of data -- reaches gatehouse, which logs it as bad input and
-acknowledges it (200), as above. An exception raised once a function is entered (a transient
-failure, or a bug) still answers 500 so that Pub/Sub redelivers.
+functions-framework can read -- including a binary-mode body that is a JSON array, not JSON, nested
+deeper than gatehouse's 64 levels (but not so deep that the parser itself fails: that is a 400) or
+over 1 MiB of data -- reaches gatehouse, which logs it as bad input and acknowledges it (200), as
+above. An exception raised once a function is entered (a transient failure, or a bug) still
+answers 500 so that Pub/Sub redelivers.
 
-Log lines. Every record of the process is one JSON line: gatehouse's loggers log handled errors as
-type and message; Flask's app logger, werkzeug and gunicorn's error log (taken over in the worker on
-its first request: gunicorn installs its handlers after the app is created) log uncaught exceptions
-with the redacted traceback in ``stack_trace``, which Cloud Error Reporting reads.
+Log lines. Every log record of the process is one JSON line: gatehouse's loggers log handled
+errors as type and message; the root logger, Flask's app logger, werkzeug, Python warnings and
+gunicorn's error log log uncaught exceptions with the redacted traceback in ``stack_trace``, which
+Cloud Error Reporting reads. gunicorn installs its handlers after the app is created, so they are
+switched to JSON in the worker, at its first request; the gunicorn master's own notices (worker
+timeouts) keep gunicorn's one-line text format, and a crash while functions-framework imports the
+source (before ``install``) is printed by Python as a plain traceback.
 """
 
 from __future__ import annotations
