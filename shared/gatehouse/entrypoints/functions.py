@@ -56,7 +56,7 @@ from werkzeug.exceptions import HTTPException
 
 from gatehouse import events
 from gatehouse.config import Settings, load_settings
-from gatehouse.errors import InputError, TransientError
+from gatehouse.errors import GatehouseError, InputError, TransientError
 from gatehouse.logging import (
     bound,
     configure,
@@ -249,6 +249,8 @@ def on_run_event(cloud_event: CloudEvent) -> None:
             _give_up_or_raise(cloud_event, exc)
         except InputError as exc:
             event(_log, "configuration error", level=logging.ERROR, error=str(exc))
+        except GatehouseError as exc:  # permanent: redelivery would fail the same way, for ever
+            event(_log, "permanent failure; acknowledged", level=logging.ERROR, error=str(exc))
 
 
 @functions_framework.cloud_event
@@ -273,3 +275,11 @@ def on_command(cloud_event: CloudEvent) -> None:
             _give_up_or_raise(cloud_event, exc)
         except InputError as exc:
             event(_log, "command rejected", level=logging.ERROR, error=str(exc), kind=decoded.kind)
+        except GatehouseError as exc:  # permanent: redelivery would fail the same way, for ever
+            event(
+                _log,
+                "permanent failure; acknowledged",
+                level=logging.ERROR,
+                error=str(exc),
+                kind=decoded.kind,
+            )
