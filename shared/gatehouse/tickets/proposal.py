@@ -65,6 +65,8 @@ FALLBACK_IO_TIMEOUT_MS = 10_000
 MAX_FAILURES = 3
 SPIKE_HEADROOM = 1.5
 CACHE_SECONDS = 60
+DEBUG_COUNT = 15  # transactions a debug session records (Apigee: 1-15)
+DEBUG_SECONDS = 600  # how long it runs: the ``timeout`` query parameter
 # policies that usually dominate request/response processing time
 HEAVY_POLICIES = (
     "ServiceCallout",
@@ -473,13 +475,17 @@ def _investigate(config: ProxyConfig, subject: Subject, rationale: list[str]) ->
 
 
 def _debug_session(config: ProxyConfig, subject: Subject) -> Change:
+    """``debugsessions.create``: the session runs for the ``timeout`` query parameter (seconds);
+    the body's ``validity`` is only the 1-15 s window for the control plane to accept it, so it is
+    left at its default."""
     revision = config.revision or "REVISION"
     return Change(
-        "Start a debug session (15 transactions, 10 minutes) and read each policy's execution time",
+        f"Start a debug session ({DEBUG_COUNT} transactions, {DEBUG_SECONDS // 60} minutes) and read each "
+        "policy's execution time",
         "json",
-        _json({"count": 15, "validity": 600}),
+        _json({"count": DEBUG_COUNT}),
         f"POST {API}/organizations/{subject.project}/environments/{subject.environment}/apis/{subject.proxy}"
-        f"/revisions/{revision}/debugsessions",
+        f"/revisions/{revision}/debugsessions?timeout={DEBUG_SECONDS}",
     )
 
 
