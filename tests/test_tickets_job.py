@@ -204,6 +204,20 @@ def test_wont_fix_suppresses_until_the_evidence_worsens() -> None:
     assert world.tracker.issues["1"].comments == []  # nothing posted on the won't-fix ticket
 
 
+def test_absurd_timestamp_is_malformed_and_acknowledged_once() -> None:
+    """An ended_at of 2**62 used to reach datetime and fail the fingerprint (OSError) in every run
+    until the message was dead-lettered; now it is rejected when decoded, and acknowledged."""
+    world = World()
+    world.publish(incident(incident_id="0.ok"))
+    world.publish(incident(incident_id="0.absurd", state="closed", ended_at=2**62))
+    world.publish(incident(incident_id="0.absurd-start", proxy="cart-v1", started_at=2**62))
+    report = world.run()
+    assert report.exit_code == 0 and report.failures == [] and world.sub.pending == 0
+    assert len(report.malformed) == 2 and all("out of range" in error for _, error in report.malformed)
+    assert report.actions() == {"create": 1} and len(world.tracker.tickets()) == 1
+    assert world.run().pulled == 0  # nothing comes back
+
+
 def test_formats_test_message_other_metrics_and_malformed() -> None:
     world = World()
     world.sub.publish(
