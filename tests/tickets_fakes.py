@@ -282,8 +282,10 @@ def incident(
     observed: str = "2874.113",
     threshold: str = "2000",
     version: str = "1.2",
+    duration: str | None = None,
+    org: str | None = None,
 ) -> dict[str, Any]:
-    labels: dict[str, str] = {"org": project, "location": "europe-west1"}
+    labels: dict[str, str] = {"org": org or project, "location": "europe-west1"}
     if environment is not None:
         labels["env"] = environment
     if proxy is not None:
@@ -305,6 +307,8 @@ def incident(
     }
     if metric is not None:
         doc["metric"] = {"type": metric, "displayName": "Latencies", "labels": {}}
+    if duration is not None:
+        doc["condition"] = {"displayName": doc["condition_name"], "conditionThreshold": {"duration": duration}}
     return {"version": version, "incident": doc}
 
 

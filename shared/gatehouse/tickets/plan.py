@@ -7,7 +7,7 @@ the tracker per fingerprint) and this module does the thinking between them:
    ignored with a reason (the console's test notification, other metrics, missing fields, other
    event kinds), or a latency incident and its metric family;
 2. :func:`evidence_windows` gives each (project, environment, proxy) one stats window covering a
-   baseline before its earliest incident and the incidents themselves;
+   baseline that ends where its earliest condition began to breach, and the incidents themselves;
 3. :func:`work_items` diagnoses, proposes and fingerprints each (proxy, family), merging whatever
    ends up with the same fingerprint, so one run yields one action per problem;
 4. :func:`route_closed` sends each "closed" notification to the ticket that recorded its incident,
@@ -106,8 +106,11 @@ def evidence_windows(
 
 
 def _window(incidents: Sequence[events.Incident], now: float, settings: TicketSettings) -> Window:
+    """The incident window starts where the condition began to breach: Monitoring opens an incident
+    only after the condition held for its ``duration``, so ``started_at`` is that much later."""
     default_start = now - settings.default_window_minutes * 60
-    start = int(min(i.started_at or default_start for i in incidents)) // 60 * 60
+    breaches = [i.started_at - (i.duration or 0) if i.started_at else default_start for i in incidents]
+    start = int(min(breaches)) // 60 * 60
     still_open = any(i.state == "open" or i.ended_at is None for i in incidents)
     end = now if still_open else max(i.ended_at or now for i in incidents)
     end_minute = min(-(-int(end) // 60) * 60, start + settings.max_incident_window_minutes * 60)
