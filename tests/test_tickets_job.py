@@ -218,6 +218,19 @@ def test_absurd_timestamp_is_malformed_and_acknowledged_once() -> None:
     assert world.run().pulled == 0  # nothing comes back
 
 
+def test_proposals_name_the_configured_organization_not_the_scoping_project() -> None:
+    """A metrics scope can span projects: the incident's scoping project is where the alert policy
+    lives, not the Apigee organization the proposal's API calls and console links must name."""
+    world = World(settings=TicketSettings(apigee_org="shop-apigee"))
+    world.publish(incident(project="monitoring-hub-1", org="shop-apigee"))
+    report = world.run()
+    assert report.actions() == {"create": 1}
+    (ticket,) = world.tracker.tickets()
+    assert "/organizations/shop-apigee/environments/prod/" in ticket.body
+    assert "organizations/monitoring-hub-1" not in ticket.body
+    assert "overview?project=shop-apigee)" in ticket.body
+
+
 def test_formats_test_message_other_metrics_and_malformed() -> None:
     world = World()
     world.sub.publish(

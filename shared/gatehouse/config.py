@@ -168,6 +168,8 @@ class TicketsConfig(BaseSettings):
     fingerprint_fields: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["project", "environment", "proxy", "family", "proposal"]
     )
+    # tickets also for proxies this installation did not create (no gatehouse owner label)
+    include_unowned_proxies: bool = False
     # primary region -> failover region proposed for the second TargetServer (a=b,c=d)
     failover_regions: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 

@@ -37,6 +37,7 @@ from gatehouse.tickets.render import Problem, title
 from gatehouse.tickets.settings import TicketSettings
 
 _REQUIRED = ("incident_id", "state", "project", "environment", "proxy")
+ORGANIZATION_PLACEHOLDER = "ORGANIZATION"  # no organization configured: the reader fills it in
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def _work_item(
     closed = tuple(i for (_, state), i in unique.items() if state == "closed")
     evidence = enrichment.evidence
     diagnosis = diagnose(evidence, family, thresholds)
-    subject = Subject(source.project, source.environment, source.proxy)
+    subject = Subject(settings.apigee_org or ORGANIZATION_PLACEHOLDER, source.environment, source.proxy)
     proposal = propose(
         diagnosis,
         enrichment.config,
@@ -211,6 +212,7 @@ def _work_item(
         proposal=proposal,
         peak_ms=_peak(evidence, family, opened or closed),
         notes=enrichment.notes,
+        organization=subject.organization,
     )
     return WorkItem(problem, {key: tuple(ids) for key, ids in acks.items()})
 

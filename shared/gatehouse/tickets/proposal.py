@@ -89,7 +89,7 @@ _CLOUD_RUN_HOST = re.compile(
 
 @dataclass(frozen=True)
 class Subject:
-    project: str  # an Apigee X organization is named after its project
+    organization: str  # the configured Apigee organization (for Apigee X, named after its project)
     environment: str
     proxy: str
 
@@ -248,7 +248,7 @@ def _load_balancer(
                     **({"sSLInfo": {"enabled": True, "enforce": True}} if tls else {}),
                 }
             ),
-            f"POST {API}/organizations/{subject.project}/environments/{subject.environment}"
+            f"POST {API}/organizations/{subject.organization}/environments/{subject.environment}"
             f"/targetservers?name={name}",
         )
         for name, server_host, role in servers
@@ -484,7 +484,7 @@ def _debug_session(config: ProxyConfig, subject: Subject) -> Change:
         "policy's execution time",
         "json",
         _json({"count": DEBUG_COUNT}),
-        f"POST {API}/organizations/{subject.project}/environments/{subject.environment}/apis/{subject.proxy}"
+        f"POST {API}/organizations/{subject.organization}/environments/{subject.environment}/apis/{subject.proxy}"
         f"/revisions/{revision}/debugsessions?timeout={DEBUG_SECONDS}",
     )
 

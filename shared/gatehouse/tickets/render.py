@@ -50,6 +50,7 @@ class Problem:
     proposal: Proposal
     peak_ms: float | None
     notes: tuple[str, ...] = ()  # why evidence is missing or partial
+    organization: str = ""  # the Apigee organization (its project hosts the console pages)
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,7 @@ def _links(problem: Problem) -> list[str]:
     ]
     lines.append(
         f"- [Apigee proxy {_inline(fp.proxy)}](https://console.cloud.google.com/apigee/proxies/"
-        f"{_path_part(fp.proxy)}/overview?project={_path_part(fp.project)})"
+        f"{_path_part(fp.proxy)}/overview?project={_path_part(problem.organization or fp.project)})"
     )
     return lines
 

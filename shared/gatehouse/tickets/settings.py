@@ -34,6 +34,15 @@ class TicketSettings(BaseModel):
     )
     labels: tuple[str, ...] = ("gatehouse", "apigee-latency")
 
+    # what this installation looks after: the Apigee organization its stats and bundle reads go to
+    # (proposals name it, never an incident's scoping project; incidents labelled with another org
+    # are acknowledged without a ticket; "" accepts any), and the owner id registration labels its
+    # proxies with. Incidents for proxies without that label get no ticket unless
+    # ``include_unowned_proxies`` (teams that want tickets for hand-made proxies too).
+    apigee_org: str = ""
+    owner_id: str = "gatehouse"
+    include_unowned_proxies: bool = False
+
     # lifecycle
     reopen_window_seconds: float = Field(default=7 * 86400, ge=0)
     wontfix_labels: tuple[str, ...] = ("wontfix", "won't fix")
