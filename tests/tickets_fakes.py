@@ -308,7 +308,8 @@ def incident(
     if metric is not None:
         doc["metric"] = {"type": metric, "displayName": "Latencies", "labels": {}}
     if duration is not None:
-        doc["condition"] = {"displayName": doc["condition_name"], "conditionThreshold": {"duration": duration}}
+        threshold = {"duration": duration}
+        doc["condition"] = {"displayName": doc["condition_name"], "conditionThreshold": threshold}
     return {"version": version, "incident": doc}
 
 

@@ -307,7 +307,8 @@ def tickets(ctx: click.Context, plan_only: bool, as_json: bool) -> None:
     settings = _settings()
     try:
         config = load_tickets_config()
-        report = run(runtime.ticket_ports(settings, config), runtime.ticket_settings(config, settings), plan=plan_only)
+        ports = runtime.ticket_ports(settings, config)
+        report = run(ports, runtime.ticket_settings(config, settings), plan=plan_only)
     except GatehouseError as exc:
         _fail(str(exc), EXIT_FAILED)
     if as_json:

@@ -675,7 +675,9 @@ def _incident_event(doc: dict[str, Any]) -> Incident:
         url=_opt_str(incident, "url", "incident"),
         test=version == "test",
         org=_first_valid(
-            [_candidate(resource_labels, "org", "incident.resource.labels")], _PROJECT_RE, "Apigee organization"
+            [_candidate(resource_labels, "org", "incident.resource.labels")],
+            _PROJECT_RE,
+            "Apigee organization",
         ),
         duration=_opt_duration(threshold, "incident.condition.conditionThreshold"),
     )

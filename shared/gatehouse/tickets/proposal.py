@@ -484,8 +484,8 @@ def _debug_session(config: ProxyConfig, subject: Subject) -> Change:
         "policy's execution time",
         "json",
         _json({"count": DEBUG_COUNT}),
-        f"POST {API}/organizations/{subject.organization}/environments/{subject.environment}/apis/{subject.proxy}"
-        f"/revisions/{revision}/debugsessions?timeout={DEBUG_SECONDS}",
+        f"POST {API}/organizations/{subject.organization}/environments/{subject.environment}"
+        f"/apis/{subject.proxy}/revisions/{revision}/debugsessions?timeout={DEBUG_SECONDS}",
     )
 
 
