@@ -509,6 +509,56 @@ def test_jira_429_is_retried_and_errors_are_mapped(jira: tuple[JiraFake, str], l
         assert JIRA_TOKEN not in text
 
 
+def test_jira_rate_limit_reset_is_an_iso_8601_time(jira: tuple[JiraFake, str]) -> None:
+    """Jira's X-RateLimit-Reset is a timestamp (yyyy-MM-ddTHH:mmZ), not epoch seconds as on GitHub;
+    only Retry-After is in seconds."""
+    fake, url = jira
+    sleeps = Sleeps()
+    now = 1_741_960_800  # 2025-03-14 14:00:00 UTC
+    tracker = jt(url, sleeps, clock=lambda: now, retry_max_wait=60.0)
+    fake.fail_next = [(429, {"X-RateLimit-Reset": "2025-03-14T14:01Z"})]  # Jira's minute precision
+    assert tracker.create_issue("t", "b", ["gatehouse"]).id == "OPS-1"
+    assert sleeps.waits == [60.0]
+    fake.fail_next = [(429, {"X-RateLimit-Reset": "2025-03-14T14:10Z"})]
+    with pytest.raises(TrackerRateLimitedError) as caught:
+        tracker.get("OPS-1")
+    assert caught.value.retry_after == 600.0
+    fake.fail_next = [(429, {"Retry-After": "3", "X-RateLimit-Reset": "2025-03-14T14:10Z"})]
+    tracker.get("OPS-1")  # Retry-After (seconds) wins
+    assert sleeps.waits[-1] == 3.0
+
+
+def test_jira_gateway_base_url_needs_a_browse_url(jira: tuple[JiraFake, str]) -> None:
+    """Scoped tokens call https://api.atlassian.com/ex/jira/{cloudId}; issue links must point at the
+    site (https://your-site.atlassian.net/browse/KEY), which the gateway URL does not name."""
+    gateway = "https://api.atlassian.com/ex/jira/11111111-2222-3333-4444-555555555555"
+    with pytest.raises(InputError, match="GATEHOUSE_TICKETS_JIRA_BROWSE_URL"):
+        JiraTracker(gateway, "OPS", "bot@shop.example", JIRA_TOKEN)
+    with pytest.raises(InputError, match="GATEHOUSE_TICKETS_JIRA_BROWSE_URL"):
+        JiraTracker(gateway, "OPS", "bot@shop.example", JIRA_TOKEN, browse_url="shop.atlassian.net")
+    scoped = JiraTracker(
+        gateway, "OPS", "bot@shop.example", JIRA_TOKEN, browse_url="https://shop.atlassian.net/"
+    )
+    assert scoped.base_url == gateway
+    fake, url = jira
+    tracker = jt(url, browse_url="https://shop.atlassian.net")
+    ref = tracker.create_issue("t", "b", ["gatehouse"])
+    assert ref.url == "https://shop.atlassian.net/browse/OPS-1"
+    assert tracker.get("OPS-1").url == ref.url and tracker.find_by_label("gatehouse")[0].url == ref.url
+    assert fake.requests[0][1] == "/rest/api/3/issue"  # the API still goes to the base URL
+    from_settings = tracker_from_settings(
+        "jira",
+        token_secret="projects/p/secrets/jira",
+        secrets_client_factory=lambda: FakeSecrets(JIRA_TOKEN),
+        jira_url=gateway,
+        jira_project="OPS",
+        jira_email="bot@shop.example",
+        jira_browse_url="https://shop.atlassian.net",
+    )
+    assert isinstance(from_settings, JiraTracker)
+    assert from_settings.browse_url == "https://shop.atlassian.net"
+
+
 def test_fit_adf_keeps_jira_under_its_limit() -> None:
     huge = "\n".join(f"| row {n} | {'x' * 50} |" for n in range(2_000))
     doc = fit_adf("# Title\n\n" + huge)

@@ -131,6 +131,7 @@ def tracker(settings: Settings, config: TicketsConfig) -> Any:
         jira_url=config.tracker_url or "",
         jira_project=config.target,
         jira_email=config.jira_email,
+        jira_browse_url=config.jira_browse_url,
     )
 
 
