@@ -219,6 +219,28 @@ def test_github_permission_errors_are_permanent(stand: Handle) -> None:
     assert str(caught.value).startswith("GitHub GET /repos/shop/platform/issues: HTTP 401")
 
 
+def test_github_labels_dropped_without_push_access_are_reported(stand: Handle) -> None:
+    """The created issue's labels are compared with the requested ones; a run says so in its report,
+    because finding a ticket by its fingerprint label (crash recovery) then fails."""
+    requests.post(
+        f"{stand.url}/_standin/github/tokens", json={"token": "read-only", "push": False}, timeout=10
+    )
+    weak = GitHubTracker(REPO, "read-only", stand.url, sleep=Sleeps(), creates_per_minute=100_000)
+    ref = weak.create_issue("t", "b", ["gatehouse", "gatehouse-fp-1"])
+    assert ref.missing_labels == ("gatehouse", "gatehouse-fp-1")
+    full = GitHubTracker(REPO, TOKEN, stand.url, sleep=Sleeps(), creates_per_minute=100_000)
+    assert full.create_issue("t", "b", ["Gatehouse", "gatehouse-fp-2"]).missing_labels == ()
+
+    world = World(tracker=weak)  # type: ignore[arg-type]
+    world.publish(incident(incident_id="i-1", started_at=STARTED))
+    report = world.run()
+    assert report.actions() == {"create": 1}
+    (warning,) = report.warnings
+    assert "without the label(s) gatehouse, apigee-latency, gatehouse-fp-" in warning
+    assert "push access" in warning
+    assert report.to_dict()["warnings"] == [warning]
+
+
 def test_github_creations_are_paced() -> None:
     sleeps = Sleeps()
     tracker = GitHubTracker(REPO, TOKEN, api="http://127.0.0.1:9", creates_per_minute=60, sleep=sleeps)

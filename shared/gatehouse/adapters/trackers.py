@@ -351,14 +351,18 @@ class GitHubTracker:
         return f"GitHubTracker(repo={self.repo!r}, api={self.api!r}, token='***')"
 
     def create_issue(self, title: str, body: str, labels: Sequence[str]) -> TicketRef:
+        wanted = list(dict.fromkeys(labels))
         doc = self._http.request(
             "POST",
             self._issues,
-            json_body={"title": title[:256], "body": body, "labels": list(dict.fromkeys(labels))},
+            json_body={"title": title[:256], "body": body, "labels": wanted},
             idempotent=False,
             create=True,
         ).json()
-        return TicketRef(str(doc["number"]), str(doc["html_url"]))
+        # without push access GitHub creates the issue and drops the labels without a word
+        got = {name.lower() for name in _labels(doc.get("labels"))}
+        missing = tuple(label for label in wanted if label.lower() not in got)
+        return TicketRef(str(doc["number"]), str(doc["html_url"]), missing)
 
     def comment(self, ticket_id: str, body: str) -> None:
         self._http.request(

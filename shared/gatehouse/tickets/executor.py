@@ -20,7 +20,7 @@ those. One failing fingerprint never stops the others.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gatehouse.errors import GatehouseError
@@ -62,6 +62,7 @@ class Executor:
     run_id: str
     now: float
     bucket: str
+    warnings: list[str] = field(default_factory=list)  # for the run report: done, but not as asked
 
     def apply(self, steps: Sequence[Step]) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -207,10 +208,19 @@ class Executor:
                 if ref.id not in exclude:
                     return ref
         try:
-            return create()
+            ref = create()
         except Exception:
             self._release(key, version, {"claimed_by": None})
             raise
+        if ref.missing_labels:
+            self.warnings.append(
+                f"ticket {ref.id} ({ref.url}) was created without the label(s) "
+                f"{', '.join(ref.missing_labels)}: the tracker dropped them (GitHub does so silently when "
+                "the token lacks push access), so a run cannot find this ticket by its label after a "
+                "crash; give the token push (write) access to the repository"
+            )
+            event(_log, "tickets: labels dropped", level=30, run_id=self.run_id, warning=self.warnings[-1])
+        return ref
 
     def _lost_race(self, step: Step) -> Outcome:
         """Another run claimed first: done if it already recorded these incidents, else retry later."""

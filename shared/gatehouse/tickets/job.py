@@ -70,6 +70,7 @@ class RunReport:
     outcomes: list[Outcome] = field(default_factory=list)
     deferred: list[tuple[str, str]] = field(default_factory=list)  # (ack id, reason)
     failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # done, but not as asked (e.g. labels dropped)
     acked: int = 0
     left: int = 0
     stats_calls: int = 0
@@ -113,6 +114,7 @@ class RunReport:
                 for o in self.outcomes
             ],
             "failures": list(self.failures),
+            "warnings": list(self.warnings),
             "exit_code": self.exit_code,
         }
 
@@ -172,7 +174,9 @@ def run(
         _release(ports, [m.ack_id for m in messages], report)
         return report
 
-    report.outcomes = Executor(ports.ledger, ports.tracker, settings, report.run_id, now, bucket).apply(steps)
+    executor = Executor(ports.ledger, ports.tracker, settings, report.run_id, now, bucket)
+    report.outcomes = executor.apply(steps)
+    report.warnings += executor.warnings
     to_ack = [ack for ack, _ in report.malformed] + [ack for ack, _ in ignored]
     to_ack += [ack for outcome in report.outcomes for ack in outcome.acked]
     report.left = len(reader.deferred) + sum(len(o.left) for o in report.outcomes)

@@ -96,6 +96,9 @@ class Ledger(Protocol):
 class TicketRef:
     id: str
     url: str
+    # requested labels the created ticket does not carry (GitHub drops them silently when the token
+    # lacks push access); finding the ticket by its fingerprint label then fails
+    missing_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
