@@ -231,6 +231,63 @@ def test_proposals_name_the_configured_organization_not_the_scoping_project() ->
     assert "overview?project=shop-apigee)" in ticket.body
 
 
+def test_only_proxies_this_installation_looks_after_get_tickets() -> None:
+    """An incident for a proxy that does not exist, one not created by this installation (no owner
+    label of ours), or one labelled with another Apigee organization used to get a ticket whose
+    evidence came from a same-named proxy of our organization. Now each is acknowledged with a reason,
+    and nothing is read for it."""
+    world = World(settings=TicketSettings(apigee_org=PROJECT))
+    world.bundles.proxies = {
+        "ghost-v1": None,
+        "handmade-v1": {"team": "payments"},
+        "theirs-v1": {"gatehouse-owner": "other-install"},
+    }
+    world.publish(
+        incident(incident_id="0.ghost", proxy="ghost-v1"),
+        incident(incident_id="0.handmade", proxy="handmade-v1"),
+        incident(incident_id="0.theirs", proxy="theirs-v1"),
+        incident(incident_id="0.other-org", proxy="orders-v1", org="partner-org-1"),
+        incident(incident_id="0.ours", proxy="cart-v1"),
+    )
+    report = world.run()
+    assert report.exit_code == 0 and world.sub.pending == 0 and report.acked == 5
+    assert report.ignored == {
+        f"proxy ghost-v1 does not exist in Apigee organization {PROJECT}": 1,
+        "proxy handmade-v1 was not created by this gatehouse installation (no gatehouse-owner=gatehouse "
+        "label)": 1,
+        "proxy theirs-v1 was not created by this gatehouse installation (no gatehouse-owner=gatehouse "
+        "label)": 1,
+        f"incident for Apigee organization partner-org-1, not {PROJECT}": 1,
+    }
+    assert [t.title.split()[1] for t in world.tracker.tickets()] == ["cart-v1"]
+    assert {call[1] for call in world.stats.calls} == {"cart-v1"}  # no evidence read for the others
+    assert "orders-v1" not in world.bundles.label_calls
+
+
+def test_tickets_for_hand_made_proxies_when_configured() -> None:
+    world = World(settings=TicketSettings(include_unowned_proxies=True))
+    world.bundles.proxies = {"ghost-v1": None, "handmade-v1": {}}
+    world.publish(
+        incident(incident_id="0.ghost", proxy="ghost-v1"), incident(incident_id="0.hand", proxy="handmade-v1")
+    )
+    report = world.run()
+    assert report.actions() == {"create": 1} and len(report.ignored) == 1  # a missing proxy never
+    assert world.tracker.tickets()[0].title.split()[1] == "handmade-v1"
+
+
+def test_ownership_unreadable_waits_for_the_next_run() -> None:
+    from gatehouse.errors import TransientError
+
+    world = World()
+    world.bundles.fail_labels = TransientError("apigee unavailable")
+    world.publish(incident())
+    report = world.run()
+    assert report.exit_code == 1 and report.left == 1 and world.tracker.issues == {}
+    assert "ownership unknown" in report.deferred[0][1]
+    world.bundles.fail_labels = None
+    assert world.run().actions() == {"create": 1}
+
+
 def test_formats_test_message_other_metrics_and_malformed() -> None:
     world = World()
     world.sub.publish(

@@ -253,16 +253,32 @@ class FakeStats:
         return {"environments": [], "metaData": {"errors": [], "notices": []}}
 
 
+OWNED = {"gatehouse-owner": "gatehouse"}  # what registration labels its proxies with (default owner id)
+
+
 class FakeBundles:
+    """Deployed bundles per proxy, and the organization's proxies with their labels: every proxy
+    exists and is gatehouse's unless ``proxies`` says otherwise (None: no such proxy)."""
+
     def __init__(self, bundles: Mapping[str, bytes] | None = None) -> None:
         self.bundles = dict(bundles or {})
+        self.proxies: dict[str, Mapping[str, str] | None] = {}
         self.calls: list[tuple[str, str]] = []
+        self.label_calls: list[str] = []
+        self.fail_labels: Exception | None = None
         self.lock = threading.Lock()
 
     def deployed_bundle(self, environment: str, proxy: str) -> bytes | None:
         with self.lock:
             self.calls.append((environment, proxy))
         return self.bundles.get(proxy)
+
+    def proxy_labels(self, proxy: str) -> Mapping[str, str] | None:
+        with self.lock:
+            self.label_calls.append(proxy)
+        if self.fail_labels is not None:
+            raise self.fail_labels
+        return self.proxies.get(proxy, OWNED)
 
 
 # --------------------------------------------------------------------------------------- builders

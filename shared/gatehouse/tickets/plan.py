@@ -34,7 +34,7 @@ from gatehouse.tickets.ports import PulledMessage, TicketState
 from gatehouse.tickets.proposal import PROPOSAL_TYPES, Subject, propose
 from gatehouse.tickets.proxyconfig import UNKNOWN, ProxyConfig
 from gatehouse.tickets.render import Problem, title
-from gatehouse.tickets.settings import TicketSettings
+from gatehouse.tickets.settings import OWNER_LABEL, TicketSettings
 
 _REQUIRED = ("incident_id", "state", "project", "environment", "proxy")
 ORGANIZATION_PLACEHOLDER = "ORGANIZATION"  # no organization configured: the reader fills it in
@@ -71,6 +71,30 @@ def triage(message: PulledMessage) -> Triaged:
     if missing:
         return Triaged(message.ack_id, reason=f"latency incident without {', '.join(missing)}")
     return Triaged(message.ack_id, incident=event, family=family)
+
+
+def in_organization(item: Triaged, settings: TicketSettings) -> Triaged:
+    """An incident labelled with another Apigee organization than the configured one is not ours:
+    its evidence would be read from a same-named proxy of our organization."""
+    incident, ours = item.incident, settings.apigee_org
+    if incident is None or not ours or incident.org is None or incident.org == ours:
+        return item
+    return Triaged(item.ack_id, reason=f"incident for Apigee organization {incident.org}, not {ours}")
+
+
+def proxy_scope(proxy: str, labels: Mapping[str, str] | None, settings: TicketSettings) -> str | None:
+    """Why incidents for ``proxy`` (with these labels; None: no such proxy) get no ticket, or None."""
+    if labels is None:
+        where = (
+            f"Apigee organization {settings.apigee_org}" if settings.apigee_org else "the Apigee organization"
+        )
+        return f"proxy {proxy} does not exist in {where}"
+    if not settings.include_unowned_proxies and labels.get(OWNER_LABEL) != settings.owner_id:
+        return (
+            f"proxy {proxy} was not created by this gatehouse installation "
+            f"(no {OWNER_LABEL}={settings.owner_id} label)"
+        )
+    return None
 
 
 # ------------------------------------------------------------------------------------------ windows

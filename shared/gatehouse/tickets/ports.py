@@ -143,6 +143,10 @@ class BundleReader(Protocol):
         """The zip of the revision deployed in ``environment``; None when nothing is deployed."""
         ...
 
+    def proxy_labels(self, proxy: str) -> Mapping[str, str] | None:
+        """The labels of API proxy ``proxy`` of the organization; None when there is no such proxy."""
+        ...
+
 
 class PulledMessage(NamedTuple):
     ack_id: str

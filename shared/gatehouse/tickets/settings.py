@@ -15,6 +15,7 @@ FingerprintField = Literal["project", "environment", "proxy", "family", "proposa
 # Never shared between projects or environments; proxy is required because evidence is per proxy.
 FINGERPRINT_FIELDS: tuple[FingerprintField, ...] = ("project", "environment", "proxy", "family", "proposal")
 REQUIRED_FINGERPRINT_FIELDS: tuple[FingerprintField, ...] = ("project", "environment", "proxy")
+OWNER_LABEL = "gatehouse-owner"  # the proxy label registration writes its owner id into
 GITHUB_BODY_LIMIT = 65_536  # characters
 JIRA_BODY_LIMIT = 32_767  # characters, description and comment alike
 
