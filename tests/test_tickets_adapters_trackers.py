@@ -31,6 +31,7 @@ from gatehouse.adapters.trackers import (
 from gatehouse.errors import InputError, NotFoundError, PermanentError, TransientError
 from gatehouse.local.standins import github
 from gatehouse.local.standins.server import Handle, serve
+from gatehouse.tickets.settings import TicketSettings
 from tests.test_tickets_job import STARTED, World
 from tests.tickets_fakes import T0, direct_bundle, incident
 
@@ -239,6 +240,56 @@ def test_github_labels_dropped_without_push_access_are_reported(stand: Handle) -
     assert "without the label(s) gatehouse, apigee-latency, gatehouse-fp-" in warning
     assert "push access" in warning
     assert report.to_dict()["warnings"] == [warning]
+
+
+def test_digest_and_claims_survive_github_faults_over_the_cap(stand: Handle) -> None:
+    """The hourly cap reached while GitHub answers 5xx, 403 (exhausted limit) and 429 at times: runs
+    go on until everything is acknowledged, and then every claim ended with a ticket or in the
+    digest, the digest lists every overflowed problem, no comment waits unposted, and the hour's
+    count is the number of real tickets."""
+    tracker = GitHubTracker(REPO, TOKEN, stand.url, sleep=Sleeps(), creates_per_minute=100_000)
+    world = World(settings=TicketSettings(max_new_tickets_per_hour=3), tracker=tracker)  # type: ignore[arg-type]
+    faults = {
+        "error_rate": 0.5,
+        "statuses": [502, 503, 403, 429],
+        "routes": ["POST /repos/{owner}/{repo}/issues"],
+        "seed": 7,
+    }
+    requests.post(f"{stand.url}/_standin/faults", json=faults, timeout=10).raise_for_status()
+    for wave in range(3):
+        world.publish(
+            *(
+                incident(incident_id=f"i-{wave}-{p}", proxy=f"svc-{p}", started_at=STARTED)
+                for p in range(wave * 3, wave * 3 + 4)
+            )
+        )
+        world.run()
+    for _ in range(6):
+        world.run()
+    requests.delete(f"{stand.url}/_standin/faults", timeout=10).raise_for_status()
+    report = world.run()
+    assert report.exit_code == 0 and world.sub.pending == 0, report.to_dict()
+
+    issues = list(
+        requests.get(f"{stand.url}/_standin/state", timeout=10).json()["repos"][REPO]["issues"].values()
+    )
+    comments = requests.get(f"{stand.url}/_standin/state", timeout=10).json()["repos"][REPO]["comments"]
+    tickets = [i for i in issues if not i["title"].startswith("[gatehouse] latency digest")]
+    digests = [i for i in issues if i["title"].startswith("[gatehouse] latency digest")]
+    fingerprints = world.ledger.fingerprints()
+    assert {d["state"] for d in fingerprints} <= {"open", "digest"}, fingerprints
+    assert all(d["pending_comment"] is None for d in fingerprints)
+    owned = {d["ticket_id"] for d in fingerprints if d["state"] == "open"}
+    assert owned == {str(t["number"]) for t in tickets} and len(owned) == 3
+    assert world.ledger.doc("bucket-2025031415") == {"count": 3}
+    (digest,) = digests
+    text = digest["body"] + "".join(c["body"] for c in comments.get(str(digest["number"]), []))
+    digest_doc = world.ledger.doc("digest-2025031415")
+    assert digest_doc["state"] == "open" and digest_doc["pending_comment"] is None
+    listed = {item["proxy"]: item["label"] for item in digest_doc["items"]}
+    ticketed = {t["title"].split()[1] for t in tickets}
+    assert ticketed.isdisjoint(listed) and ticketed | set(listed) == {f"svc-{p}" for p in range(10)}
+    assert all(label in text for label in listed.values())  # each one really posted
 
 
 def test_github_creations_are_paced() -> None:

@@ -389,6 +389,77 @@ def test_storm_over_the_cap_goes_into_one_digest() -> None:
     assert report.actions() == {"create": 1} and len(world.tracker.tickets()) == 6
 
 
+def settled(world: World) -> None:
+    """What every run must leave behind, faults or not: each fingerprint claim ended with a ticket
+    (or went to the digest), no update waits unposted, and the hour's count is the real tickets."""
+    for doc in world.ledger.fingerprints():
+        assert doc["state"] in ("open", "suppressed", "digest"), doc
+        assert doc["pending_comment"] is None, doc
+        assert (doc["state"] == "digest") == (doc["ticket_id"] is None), doc
+    for key, (doc, _) in world.ledger.docs.items():
+        if key.startswith("digest-"):
+            assert doc["state"] == "open" and doc["ticket_id"] and doc["pending_comment"] is None, doc
+        if key.startswith("bucket-"):
+            opened = [
+                d for d in world.ledger.fingerprints() if d.get("opened_at") and d["ticket_id"] is not None
+            ]
+            assert doc["count"] == len(opened) == len(world.tracker.tickets()), (doc, opened)
+    listed = "\n".join(i.body + "\n".join(i.comments) for i in world.tracker.digests())
+    for doc in world.ledger.fingerprints():
+        if doc["state"] == "digest":
+            assert doc["label"] in listed, doc["label"]
+
+
+def test_failed_creations_over_the_cap_resume_their_claims_instead_of_the_digest() -> None:
+    """A claim whose ticket creation failed holds a slot of the hour's cap: it is resumed (the ticket
+    created, or adopted) whatever the cap says, never parked in the digest with no ticket while the
+    count says a ticket exists."""
+    world = World(settings=TicketSettings(max_new_tickets_per_hour=2))
+    world.publish(*(incident(incident_id=f"i-{p}", proxy=f"svc-{p}", started_at=STARTED) for p in range(2)))
+    world.tracker.fail_create = "before"  # GitHub answers 502 to both creations
+    first = world.run()
+    assert first.exit_code == 1 and world.tracker.issues == {}
+    world.tracker.fail_create = None
+    world.publish(incident(incident_id="i-2", proxy="svc-2", started_at=STARTED))
+    second = world.run()
+    assert second.exit_code == 0 and world.sub.pending == 0
+    assert sorted(t.title.split()[1] for t in world.tracker.tickets()) == ["svc-0", "svc-1"]
+    assert second.actions() == {"create": 2, "overflow-to-digest": 1}
+    settled(world)
+
+
+def test_digest_comment_that_failed_is_posted_by_a_later_run() -> None:
+    """The digest's pending comment is posted by the next run even when nothing new overflows (its
+    problems are already listed, so their re-deliveries are acknowledged)."""
+    world = World(settings=TicketSettings(max_new_tickets_per_hour=1))
+    world.publish(*(incident(incident_id=f"i-{p}", proxy=f"svc-{p}", started_at=STARTED) for p in range(2)))
+    world.run()
+    (digest,) = world.tracker.digests()
+    world.tracker.fail_comment = True
+    world.publish(incident(incident_id="i-2", proxy="svc-2", started_at=STARTED))
+    assert world.run().exit_code == 1 and digest.comments == []
+    world.tracker.fail_comment = False
+    report = world.run()  # svc-2 comes back: already listed in the digest's recorded update
+    assert report.exit_code == 0 and world.sub.pending == 0
+    (comment,) = digest.comments
+    assert "svc-2" in comment
+    assert world.run().exit_code == 0 and len(digest.comments) == 1  # posted once
+    settled(world)
+
+
+def test_digest_whose_creation_failed_is_created_by_a_later_run() -> None:
+    world = World(settings=TicketSettings(max_new_tickets_per_hour=1))
+    world.tracker.fail_create_if = lambda title: "latency digest" in title
+    world.publish(*(incident(incident_id=f"i-{p}", proxy=f"svc-{p}", started_at=STARTED) for p in range(2)))
+    assert world.run().exit_code == 1 and world.tracker.digests() == []
+    world.tracker.fail_create_if = None
+    report = world.run()
+    assert report.exit_code == 0 and world.sub.pending == 0
+    (digest,) = world.tracker.digests()
+    assert "svc-1" in digest.body
+    settled(world)
+
+
 def test_two_runs_at_once_make_one_ticket_per_fingerprint() -> None:
     world = World()
     docs = [incident(incident_id=f"i-{p}", proxy=f"svc-{p}", started_at=STARTED) for p in range(4)]

@@ -119,13 +119,16 @@ class FakeTracker:
         # "before": fails, nothing stored; "after": stored, then the call fails (a timeout);
         # "crash" / "crash-after": the process dies before / after the issue is stored
         self.fail_create: str | None = None
+        self.fail_create_if: Callable[[str], bool] | None = None  # by title: fails, nothing stored
         self.fail_comment = False
         self.fail_get = False
 
     def create_issue(self, title: str, body: str, labels: Sequence[str]) -> TicketRef:
         with self.lock:
             self.calls["create_issue"] += 1
-            if self.fail_create == "before":
+            if self.fail_create == "before" or (
+                self.fail_create_if is not None and self.fail_create_if(title)
+            ):
                 raise TransientError("tracker down")
             if self.fail_create == "crash":
                 raise Crash

@@ -445,7 +445,9 @@ def decide_all(
     steps = []
     for item in ordered:
         step = one(item, can_create=True)
-        if step.decision.action in CREATES:
+        entry = step.entry
+        holds_slot = entry is not None and entry.state == "claimed" and entry.ticket_id is None
+        if step.decision.action in CREATES and not holds_slot:  # a resumed claim took its slot before
             if budget:
                 budget -= 1
             else:
