@@ -264,6 +264,20 @@ def test_only_proxies_this_installation_looks_after_get_tickets() -> None:
     assert "orders-v1" not in world.bundles.label_calls
 
 
+def test_the_job_gets_the_organization_owner_and_unowned_setting_from_the_environment() -> None:
+    from gatehouse import runtime
+    from gatehouse.config import Settings, TicketsConfig
+
+    config = TicketsConfig(include_unowned_proxies=True, jira_browse_url="https://shop.atlassian.net")
+    settings = runtime.ticket_settings(config, Settings(apigee_org="shop-apigee", owner_id="team-a"))
+    assert (settings.apigee_org, settings.owner_id, settings.include_unowned_proxies) == (
+        "shop-apigee",
+        "team-a",
+        True,
+    )
+    assert runtime.ticket_settings(TicketsConfig()).include_unowned_proxies is False
+
+
 def test_tickets_for_hand_made_proxies_when_configured() -> None:
     world = World(settings=TicketSettings(include_unowned_proxies=True))
     world.bundles.proxies = {"ghost-v1": None, "handmade-v1": {}}
