@@ -84,6 +84,8 @@ def incident(**fields: Any) -> dict[str, Any]:
         "summary": None,
         "url": None,
         "test": False,
+        "org": None,
+        "duration": None,
     }
     return expected | fields
 
@@ -174,6 +176,8 @@ PROXY_OPEN = incident(
     summary="Latencies for orders-v1 with metric labels {method=GET} is above the threshold of 2000.000 "
     "with a value of 2874.113.",
     url=f"https://console.cloud.google.com/monitoring/alerting/incidents/0.nq4x8k2v1p7c?project={P}",
+    org=P,
+    duration=300,
 )
 TARGET_OPEN = incident(
     incident_id="0.k7d2m9q4w1zx",
@@ -188,6 +192,8 @@ TARGET_OPEN = incident(
     threshold_value="1500",
     summary="Target latencies for payments-v2 is above the threshold of 1500.000 with a value of 1902.500.",
     url=f"https://console.cloud.google.com/monitoring/alerting/incidents/0.k7d2m9q4w1zx?project={P}",
+    org=P,
+    duration=300,
 )
 SECRET_ROTATE = secret_event(
     "SECRET_ROTATE",
@@ -342,6 +348,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         summary="Latencies percentile for catalog-v3 with metric labels {percentile=p99} is above the "
         "threshold of 5000.000 with a value of 5310.000.",
         url=f"https://console.cloud.google.com/monitoring/alerting/incidents/0.r5s8t1u4v7wy?project={P}",
+        org=P,
+        duration=300,
     ),
     "incident/uptime-check-open.json": incident(
         incident_id="0.m3n6p9q2r5st",
@@ -363,6 +371,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         summary="Test Incident",
         url="http://www.example.com",
         test=True,
+        duration=0,
     ),
     # the CLI's bare Secret Manager form {"attributes", "data"}
     "secret/rotate-cli.json": SECRET_ROTATE,
@@ -897,6 +906,26 @@ MALFORMED: list[tuple[str, Any, str]] = [
         "incident-ended-negative",
         {"incident": {"ended_at": -1}},
         "incident.ended_at is a number, expected epoch seconds",
+    ),
+    (
+        "incident-ended-absurd",
+        {"incident": {"ended_at": 2**62}},
+        "incident.ended_at 4611686018427387904 is out of range",
+    ),
+    (
+        "incident-started-absurd-text",
+        {"incident": {"started_at": str(2**62)}},
+        "incident.started_at 4611686018427387904 is out of range",
+    ),
+    (
+        "incident-duration",
+        {"incident": {"condition": {"conditionThreshold": {"duration": "five minutes"}}}},
+        "incident.condition.conditionThreshold.duration 'five minutes' is not a duration",
+    ),
+    (
+        "incident-org",
+        {"incident": {"resource": {"labels": {"org": "Other Org!"}}}},
+        "incident.resource.labels.org 'Other Org!' is not a valid Apigee organization",
     ),
     (
         "incident-resource",

@@ -207,3 +207,30 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "--state-file" in help_text
+
+
+def test_a_token_without_push_access_has_its_labels_dropped_silently(stand: Handle) -> None:
+    """GitHub: "Only users with push access can set labels for new issues. Labels are silently
+    dropped otherwise." The stand-in models such a token (registered through a test hook)."""
+    hook = requests.post(
+        f"{stand.url}/_standin/github/tokens", json={"token": "read-only", "push": False}, timeout=10
+    )
+    assert hook.status_code == 200
+    weak = {"Authorization": "Bearer read-only"}
+    response = api(
+        stand,
+        "POST",
+        f"/repos/{REPO}/issues",
+        headers=weak,
+        json={"title": "t", "body": "b", "labels": ["gatehouse", "gatehouse-fp-1"]},
+    )
+    assert response.status_code == 201 and response.json()["labels"] == []
+    number = response.json()["number"]
+    patched = api(stand, "PATCH", f"/repos/{REPO}/issues/{number}", headers=weak, json={"labels": ["x"]})
+    assert patched.status_code == 200 and patched.json()["labels"] == []
+    assert create(stand, "full access", ["gatehouse"])["labels"][0]["name"] == "gatehouse"
+    listed = api(stand, "GET", f"/repos/{REPO}/issues", params={"labels": "gatehouse-fp-1", "state": "all"})
+    assert listed.json() == []  # a ticket created that way cannot be found by its label
+    assert requests.get(f"{stand.url}/_standin/state", timeout=10).json()["tokens"] == {
+        "read-only": {"push": False}
+    }

@@ -158,3 +158,19 @@ def test_deployed_bundle(stand: Handle, client: ApigeeClient) -> None:
     client.undeploy("prod", "orders-v1", r1)
     assert analytics.deployed_bundle("prod", "orders-v1") is None
     assert analytics.deployed_bundle("nowhere", "orders-v1") is None  # unknown environment
+
+
+def test_proxy_labels_tell_missing_from_unlabelled_from_owned(stand: Handle, client: ApigeeClient) -> None:
+    analytics = ApigeeAnalytics(client)
+    assert analytics.proxy_labels("orders-v1") is None  # no such proxy
+    client.import_bundle("orders-v1", direct_bundle())
+    assert analytics.proxy_labels("orders-v1") == {}  # hand-made: no labels
+    requests.patch(
+        f"{stand.url}/v1/organizations/{ORG}/apis/orders-v1",
+        params={"updateMask": "labels"},
+        json={"labels": {"gatehouse-owner": "gatehouse", "team": "shop"}},
+        timeout=10,
+    ).raise_for_status()
+    assert analytics.proxy_labels("orders-v1") == {"gatehouse-owner": "gatehouse", "team": "shop"}
+    with pytest.raises(InputError):
+        analytics.proxy_labels("../x")

@@ -31,6 +31,7 @@ from gatehouse.adapters.trackers import (
 from gatehouse.errors import InputError, NotFoundError, PermanentError, TransientError
 from gatehouse.local.standins import github
 from gatehouse.local.standins.server import Handle, serve
+from gatehouse.tickets.settings import TicketSettings
 from tests.test_tickets_job import STARTED, World
 from tests.tickets_fakes import T0, direct_bundle, incident
 
@@ -217,6 +218,78 @@ def test_github_permission_errors_are_permanent(stand: Handle) -> None:
     with pytest.raises(PermanentError, match="check the tracker token's permissions") as caught:
         tracker.find_by_label("gatehouse")
     assert str(caught.value).startswith("GitHub GET /repos/shop/platform/issues: HTTP 401")
+
+
+def test_github_labels_dropped_without_push_access_are_reported(stand: Handle) -> None:
+    """The created issue's labels are compared with the requested ones; a run says so in its report,
+    because finding a ticket by its fingerprint label (crash recovery) then fails."""
+    requests.post(
+        f"{stand.url}/_standin/github/tokens", json={"token": "read-only", "push": False}, timeout=10
+    )
+    weak = GitHubTracker(REPO, "read-only", stand.url, sleep=Sleeps(), creates_per_minute=100_000)
+    ref = weak.create_issue("t", "b", ["gatehouse", "gatehouse-fp-1"])
+    assert ref.missing_labels == ("gatehouse", "gatehouse-fp-1")
+    full = GitHubTracker(REPO, TOKEN, stand.url, sleep=Sleeps(), creates_per_minute=100_000)
+    assert full.create_issue("t", "b", ["Gatehouse", "gatehouse-fp-2"]).missing_labels == ()
+
+    world = World(tracker=weak)  # type: ignore[arg-type]
+    world.publish(incident(incident_id="i-1", started_at=STARTED))
+    report = world.run()
+    assert report.actions() == {"create": 1}
+    (warning,) = report.warnings
+    assert "without the label(s) gatehouse, apigee-latency, gatehouse-fp-" in warning
+    assert "push access" in warning
+    assert report.to_dict()["warnings"] == [warning]
+
+
+def test_digest_and_claims_survive_github_faults_over_the_cap(stand: Handle) -> None:
+    """The hourly cap reached while GitHub answers 5xx, 403 (exhausted limit) and 429 at times: runs
+    go on until everything is acknowledged, and then every claim ended with a ticket or in the
+    digest, the digest lists every overflowed problem, no comment waits unposted, and the hour's
+    count is the number of real tickets."""
+    tracker = GitHubTracker(REPO, TOKEN, stand.url, sleep=Sleeps(), creates_per_minute=100_000)
+    world = World(settings=TicketSettings(max_new_tickets_per_hour=3), tracker=tracker)  # type: ignore[arg-type]
+    faults = {
+        "error_rate": 0.5,
+        "statuses": [502, 503, 403, 429],
+        "routes": ["POST /repos/{owner}/{repo}/issues"],
+        "seed": 7,
+    }
+    requests.post(f"{stand.url}/_standin/faults", json=faults, timeout=10).raise_for_status()
+    for wave in range(3):
+        world.publish(
+            *(
+                incident(incident_id=f"i-{wave}-{p}", proxy=f"svc-{p}", started_at=STARTED)
+                for p in range(wave * 3, wave * 3 + 4)
+            )
+        )
+        world.run()
+    for _ in range(6):
+        world.run()
+    requests.delete(f"{stand.url}/_standin/faults", timeout=10).raise_for_status()
+    report = world.run()
+    assert report.exit_code == 0 and world.sub.pending == 0, report.to_dict()
+
+    issues = list(
+        requests.get(f"{stand.url}/_standin/state", timeout=10).json()["repos"][REPO]["issues"].values()
+    )
+    comments = requests.get(f"{stand.url}/_standin/state", timeout=10).json()["repos"][REPO]["comments"]
+    tickets = [i for i in issues if not i["title"].startswith("[gatehouse] latency digest")]
+    digests = [i for i in issues if i["title"].startswith("[gatehouse] latency digest")]
+    fingerprints = world.ledger.fingerprints()
+    assert {d["state"] for d in fingerprints} <= {"open", "digest"}, fingerprints
+    assert all(d["pending_comment"] is None for d in fingerprints)
+    owned = {d["ticket_id"] for d in fingerprints if d["state"] == "open"}
+    assert owned == {str(t["number"]) for t in tickets} and len(owned) == 3
+    assert world.ledger.doc("bucket-2025031415") == {"count": 3}
+    (digest,) = digests
+    text = digest["body"] + "".join(c["body"] for c in comments.get(str(digest["number"]), []))
+    digest_doc = world.ledger.doc("digest-2025031415")
+    assert digest_doc["state"] == "open" and digest_doc["pending_comment"] is None
+    listed = {item["proxy"]: item["label"] for item in digest_doc["items"]}
+    ticketed = {t["title"].split()[1] for t in tickets}
+    assert ticketed.isdisjoint(listed) and ticketed | set(listed) == {f"svc-{p}" for p in range(10)}
+    assert all(label in text for label in listed.values())  # each one really posted
 
 
 def test_github_creations_are_paced() -> None:
@@ -507,6 +580,56 @@ def test_jira_429_is_retried_and_errors_are_mapped(jira: tuple[JiraFake, str], l
         tracker.comment("OPS-1", "x")
     for text in [repr(tracker), *logs.lines, *(str(r) for r in fake.requests)]:
         assert JIRA_TOKEN not in text
+
+
+def test_jira_rate_limit_reset_is_an_iso_8601_time(jira: tuple[JiraFake, str]) -> None:
+    """Jira's X-RateLimit-Reset is a timestamp (yyyy-MM-ddTHH:mmZ), not epoch seconds as on GitHub;
+    only Retry-After is in seconds."""
+    fake, url = jira
+    sleeps = Sleeps()
+    now = 1_741_960_800  # 2025-03-14 14:00:00 UTC
+    tracker = jt(url, sleeps, clock=lambda: now, retry_max_wait=60.0)
+    fake.fail_next = [(429, {"X-RateLimit-Reset": "2025-03-14T14:01Z"})]  # Jira's minute precision
+    assert tracker.create_issue("t", "b", ["gatehouse"]).id == "OPS-1"
+    assert sleeps.waits == [60.0]
+    fake.fail_next = [(429, {"X-RateLimit-Reset": "2025-03-14T14:10Z"})]
+    with pytest.raises(TrackerRateLimitedError) as caught:
+        tracker.get("OPS-1")
+    assert caught.value.retry_after == 600.0
+    fake.fail_next = [(429, {"Retry-After": "3", "X-RateLimit-Reset": "2025-03-14T14:10Z"})]
+    tracker.get("OPS-1")  # Retry-After (seconds) wins
+    assert sleeps.waits[-1] == 3.0
+
+
+def test_jira_gateway_base_url_needs_a_browse_url(jira: tuple[JiraFake, str]) -> None:
+    """Scoped tokens call https://api.atlassian.com/ex/jira/{cloudId}; issue links must point at the
+    site (https://your-site.atlassian.net/browse/KEY), which the gateway URL does not name."""
+    gateway = "https://api.atlassian.com/ex/jira/11111111-2222-3333-4444-555555555555"
+    with pytest.raises(InputError, match="GATEHOUSE_TICKETS_JIRA_BROWSE_URL"):
+        JiraTracker(gateway, "OPS", "bot@shop.example", JIRA_TOKEN)
+    with pytest.raises(InputError, match="GATEHOUSE_TICKETS_JIRA_BROWSE_URL"):
+        JiraTracker(gateway, "OPS", "bot@shop.example", JIRA_TOKEN, browse_url="shop.atlassian.net")
+    scoped = JiraTracker(
+        gateway, "OPS", "bot@shop.example", JIRA_TOKEN, browse_url="https://shop.atlassian.net/"
+    )
+    assert scoped.base_url == gateway
+    fake, url = jira
+    tracker = jt(url, browse_url="https://shop.atlassian.net")
+    ref = tracker.create_issue("t", "b", ["gatehouse"])
+    assert ref.url == "https://shop.atlassian.net/browse/OPS-1"
+    assert tracker.get("OPS-1").url == ref.url and tracker.find_by_label("gatehouse")[0].url == ref.url
+    assert fake.requests[0][1] == "/rest/api/3/issue"  # the API still goes to the base URL
+    from_settings = tracker_from_settings(
+        "jira",
+        token_secret="projects/p/secrets/jira",
+        secrets_client_factory=lambda: FakeSecrets(JIRA_TOKEN),
+        jira_url=gateway,
+        jira_project="OPS",
+        jira_email="bot@shop.example",
+        jira_browse_url="https://shop.atlassian.net",
+    )
+    assert isinstance(from_settings, JiraTracker)
+    assert from_settings.browse_url == "https://shop.atlassian.net"
 
 
 def test_fit_adf_keeps_jira_under_its_limit() -> None:

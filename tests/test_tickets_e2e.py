@@ -63,6 +63,8 @@ def test_two_concurrent_runs_open_one_ticket_per_problem_and_ack_everything(stac
     tag = uuid.uuid4().hex[:6]
     env = stack["environment"]
     slow_backend, spike = f"e2e-slow-{tag}", f"e2e-spike-{tag}"
+    for proxy in (slow_backend, spike):
+        samples.seed_proxy(stack, proxy)  # gatehouse tickets only the proxies it looks after
     started = {
         slow_backend: samples.seed_stats(stack, env, slow_backend, samples.scenario("target")),
         spike: samples.seed_stats(stack, env, spike, samples.scenario("traffic")),
@@ -97,6 +99,7 @@ def test_two_concurrent_runs_open_one_ticket_per_problem_and_ack_everything(stac
 def test_refire_comments_and_clearing_adds_a_cleared_comment(stack: dict[str, Any]) -> None:
     tag = uuid.uuid4().hex[:6]
     env, proxy = stack["environment"], f"e2e-refire-{tag}"
+    samples.seed_proxy(stack, proxy)
     started = samples.seed_stats(stack, env, proxy, samples.scenario("target"))
     first = samples.incident(
         stack, incident_id=f"0.a-{tag}", proxy=proxy, environment=env, started_at=started, family="target"
@@ -134,6 +137,7 @@ def test_refire_comments_and_clearing_adds_a_cleared_comment(stack: dict[str, An
 def test_plan_mode_changes_nothing_and_cli_lists_tickets(stack: dict[str, Any]) -> None:
     tag = uuid.uuid4().hex[:6]
     env, proxy = stack["environment"], f"e2e-plan-{tag}"
+    samples.seed_proxy(stack, proxy)
     started = samples.seed_stats(stack, env, proxy, samples.scenario("proxy"))
     samples.publish(
         stack,

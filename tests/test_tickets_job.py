@@ -204,6 +204,104 @@ def test_wont_fix_suppresses_until_the_evidence_worsens() -> None:
     assert world.tracker.issues["1"].comments == []  # nothing posted on the won't-fix ticket
 
 
+def test_absurd_timestamp_is_malformed_and_acknowledged_once() -> None:
+    """An ended_at of 2**62 used to reach datetime and fail the fingerprint (OSError) in every run
+    until the message was dead-lettered; now it is rejected when decoded, and acknowledged."""
+    world = World()
+    world.publish(incident(incident_id="0.ok"))
+    world.publish(incident(incident_id="0.absurd", state="closed", ended_at=2**62))
+    world.publish(incident(incident_id="0.absurd-start", proxy="cart-v1", started_at=2**62))
+    report = world.run()
+    assert report.exit_code == 0 and report.failures == [] and world.sub.pending == 0
+    assert len(report.malformed) == 2 and all("out of range" in error for _, error in report.malformed)
+    assert report.actions() == {"create": 1} and len(world.tracker.tickets()) == 1
+    assert world.run().pulled == 0  # nothing comes back
+
+
+def test_proposals_name_the_configured_organization_not_the_scoping_project() -> None:
+    """A metrics scope can span projects: the incident's scoping project is where the alert policy
+    lives, not the Apigee organization the proposal's API calls and console links must name."""
+    world = World(settings=TicketSettings(apigee_org="shop-apigee"))
+    world.publish(incident(project="monitoring-hub-1", org="shop-apigee"))
+    report = world.run()
+    assert report.actions() == {"create": 1}
+    (ticket,) = world.tracker.tickets()
+    assert "/organizations/shop-apigee/environments/prod/" in ticket.body
+    assert "organizations/monitoring-hub-1" not in ticket.body
+    assert "overview?project=shop-apigee)" in ticket.body
+
+
+def test_only_proxies_this_installation_looks_after_get_tickets() -> None:
+    """An incident for a proxy that does not exist, one not created by this installation (no owner
+    label of ours), or one labelled with another Apigee organization used to get a ticket whose
+    evidence came from a same-named proxy of our organization. Now each is acknowledged with a reason,
+    and nothing is read for it."""
+    world = World(settings=TicketSettings(apigee_org=PROJECT))
+    world.bundles.proxies = {
+        "ghost-v1": None,
+        "handmade-v1": {"team": "payments"},
+        "theirs-v1": {"gatehouse-owner": "other-install"},
+    }
+    world.publish(
+        incident(incident_id="0.ghost", proxy="ghost-v1"),
+        incident(incident_id="0.handmade", proxy="handmade-v1"),
+        incident(incident_id="0.theirs", proxy="theirs-v1"),
+        incident(incident_id="0.other-org", proxy="orders-v1", org="partner-org-1"),
+        incident(incident_id="0.ours", proxy="cart-v1"),
+    )
+    report = world.run()
+    assert report.exit_code == 0 and world.sub.pending == 0 and report.acked == 5
+    assert report.ignored == {
+        f"proxy ghost-v1 does not exist in Apigee organization {PROJECT}": 1,
+        "proxy handmade-v1 was not created by this gatehouse installation (no gatehouse-owner=gatehouse "
+        "label)": 1,
+        "proxy theirs-v1 was not created by this gatehouse installation (no gatehouse-owner=gatehouse "
+        "label)": 1,
+        f"incident for Apigee organization partner-org-1, not {PROJECT}": 1,
+    }
+    assert [t.title.split()[1] for t in world.tracker.tickets()] == ["cart-v1"]
+    assert {call[1] for call in world.stats.calls} == {"cart-v1"}  # no evidence read for the others
+    assert "orders-v1" not in world.bundles.label_calls
+
+
+def test_the_job_gets_the_organization_owner_and_unowned_setting_from_the_environment() -> None:
+    from gatehouse import runtime
+    from gatehouse.config import Settings, TicketsConfig
+
+    config = TicketsConfig(include_unowned_proxies=True, jira_browse_url="https://shop.atlassian.net")
+    settings = runtime.ticket_settings(config, Settings(apigee_org="shop-apigee", owner_id="team-a"))
+    assert (settings.apigee_org, settings.owner_id, settings.include_unowned_proxies) == (
+        "shop-apigee",
+        "team-a",
+        True,
+    )
+    assert runtime.ticket_settings(TicketsConfig()).include_unowned_proxies is False
+
+
+def test_tickets_for_hand_made_proxies_when_configured() -> None:
+    world = World(settings=TicketSettings(include_unowned_proxies=True))
+    world.bundles.proxies = {"ghost-v1": None, "handmade-v1": {}}
+    world.publish(
+        incident(incident_id="0.ghost", proxy="ghost-v1"), incident(incident_id="0.hand", proxy="handmade-v1")
+    )
+    report = world.run()
+    assert report.actions() == {"create": 1} and len(report.ignored) == 1  # a missing proxy never
+    assert world.tracker.tickets()[0].title.split()[1] == "handmade-v1"
+
+
+def test_ownership_unreadable_waits_for_the_next_run() -> None:
+    from gatehouse.errors import TransientError
+
+    world = World()
+    world.bundles.fail_labels = TransientError("apigee unavailable")
+    world.publish(incident())
+    report = world.run()
+    assert report.exit_code == 1 and report.left == 1 and world.tracker.issues == {}
+    assert "ownership unknown" in report.deferred[0][1]
+    world.bundles.fail_labels = None
+    assert world.run().actions() == {"create": 1}
+
+
 def test_formats_test_message_other_metrics_and_malformed() -> None:
     world = World()
     world.sub.publish(
@@ -303,6 +401,77 @@ def test_storm_over_the_cap_goes_into_one_digest() -> None:
     )
     report = world.run()
     assert report.actions() == {"create": 1} and len(world.tracker.tickets()) == 6
+
+
+def settled(world: World) -> None:
+    """What every run must leave behind, faults or not: each fingerprint claim ended with a ticket
+    (or went to the digest), no update waits unposted, and the hour's count is the real tickets."""
+    for doc in world.ledger.fingerprints():
+        assert doc["state"] in ("open", "suppressed", "digest"), doc
+        assert doc["pending_comment"] is None, doc
+        assert (doc["state"] == "digest") == (doc["ticket_id"] is None), doc
+    for key, (doc, _) in world.ledger.docs.items():
+        if key.startswith("digest-"):
+            assert doc["state"] == "open" and doc["ticket_id"] and doc["pending_comment"] is None, doc
+        if key.startswith("bucket-"):
+            opened = [
+                d for d in world.ledger.fingerprints() if d.get("opened_at") and d["ticket_id"] is not None
+            ]
+            assert doc["count"] == len(opened) == len(world.tracker.tickets()), (doc, opened)
+    listed = "\n".join(i.body + "\n".join(i.comments) for i in world.tracker.digests())
+    for doc in world.ledger.fingerprints():
+        if doc["state"] == "digest":
+            assert doc["label"] in listed, doc["label"]
+
+
+def test_failed_creations_over_the_cap_resume_their_claims_instead_of_the_digest() -> None:
+    """A claim whose ticket creation failed holds a slot of the hour's cap: it is resumed (the ticket
+    created, or adopted) whatever the cap says, never parked in the digest with no ticket while the
+    count says a ticket exists."""
+    world = World(settings=TicketSettings(max_new_tickets_per_hour=2))
+    world.publish(*(incident(incident_id=f"i-{p}", proxy=f"svc-{p}", started_at=STARTED) for p in range(2)))
+    world.tracker.fail_create = "before"  # GitHub answers 502 to both creations
+    first = world.run()
+    assert first.exit_code == 1 and world.tracker.issues == {}
+    world.tracker.fail_create = None
+    world.publish(incident(incident_id="i-2", proxy="svc-2", started_at=STARTED))
+    second = world.run()
+    assert second.exit_code == 0 and world.sub.pending == 0
+    assert sorted(t.title.split()[1] for t in world.tracker.tickets()) == ["svc-0", "svc-1"]
+    assert second.actions() == {"create": 2, "overflow-to-digest": 1}
+    settled(world)
+
+
+def test_digest_comment_that_failed_is_posted_by_a_later_run() -> None:
+    """The digest's pending comment is posted by the next run even when nothing new overflows (its
+    problems are already listed, so their re-deliveries are acknowledged)."""
+    world = World(settings=TicketSettings(max_new_tickets_per_hour=1))
+    world.publish(*(incident(incident_id=f"i-{p}", proxy=f"svc-{p}", started_at=STARTED) for p in range(2)))
+    world.run()
+    (digest,) = world.tracker.digests()
+    world.tracker.fail_comment = True
+    world.publish(incident(incident_id="i-2", proxy="svc-2", started_at=STARTED))
+    assert world.run().exit_code == 1 and digest.comments == []
+    world.tracker.fail_comment = False
+    report = world.run()  # svc-2 comes back: already listed in the digest's recorded update
+    assert report.exit_code == 0 and world.sub.pending == 0
+    (comment,) = digest.comments
+    assert "svc-2" in comment
+    assert world.run().exit_code == 0 and len(digest.comments) == 1  # posted once
+    settled(world)
+
+
+def test_digest_whose_creation_failed_is_created_by_a_later_run() -> None:
+    world = World(settings=TicketSettings(max_new_tickets_per_hour=1))
+    world.tracker.fail_create_if = lambda title: "latency digest" in title
+    world.publish(*(incident(incident_id=f"i-{p}", proxy=f"svc-{p}", started_at=STARTED) for p in range(2)))
+    assert world.run().exit_code == 1 and world.tracker.digests() == []
+    world.tracker.fail_create_if = None
+    report = world.run()
+    assert report.exit_code == 0 and world.sub.pending == 0
+    (digest,) = world.tracker.digests()
+    assert "svc-1" in digest.body
+    settled(world)
 
 
 def test_two_runs_at_once_make_one_ticket_per_fingerprint() -> None:

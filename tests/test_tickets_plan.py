@@ -115,6 +115,25 @@ def test_evidence_windows_one_per_proxy_covering_all_its_incidents() -> None:
     assert slow.incident_end - slow.incident_start == S.default_window_minutes * 60
 
 
+def test_baseline_ends_where_the_condition_began_to_breach() -> None:
+    """Monitoring opens the incident only after the condition breached for its ``duration``: the
+    minutes before ``started_at`` are already slow and must not count as the baseline."""
+    breach = T0 + 3600
+    triaged = tri(incident(started_at=breach + 300, duration="300s"))
+    (window,) = evidence_windows(triaged, NOW, S).values()
+    assert window.incident_start == breach
+    assert window.baseline_start == breach - S.baseline_minutes * 60
+    doc = stats_response("orders-v1", scenario_minutes("target"), start=T0)
+    evidence = build_evidence(
+        parse_stats(doc, "orders-v1"),
+        baseline_start=window.baseline_start,
+        incident_start=window.incident_start,
+        incident_end=window.incident_end,
+    )
+    calm = scenario_minutes("target")[0]["total"]
+    assert evidence.baseline.peak_total_ms == pytest.approx(calm, rel=0.2)  # no breaching minute in it
+
+
 def test_incident_window_is_capped() -> None:
     windows = evidence_windows(tri(incident(started_at=T0 - 86400)), NOW, S)
     (window,) = windows.values()

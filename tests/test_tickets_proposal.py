@@ -206,9 +206,21 @@ def test_policy_review_names_suspects_and_a_debug_session() -> None:
     (session,) = proposal.changes
     assert session.request == (
         "POST https://apigee.googleapis.com/v1/organizations/shop-prod-417/environments/prod/apis/orders-v1"
-        "/revisions/7/debugsessions"
+        "/revisions/7/debugsessions?timeout=600"
     )
-    assert json.loads(session.content) == {"count": 15, "validity": 600}
+    assert json.loads(session.content) == {"count": 15}
+
+
+def test_debug_session_length_is_the_timeout_query_parameter_not_validity() -> None:
+    """apigee.v1 discovery: DebugSession.validity is 1-15 s (the window for the control plane to
+    accept the session); how long the session runs is ``timeout`` (seconds, query parameter)."""
+    proposal = propose(UNSURE, cfg(DIRECT), subject=SUBJECT, evidence=None)
+    (session,) = proposal.changes
+    body = json.loads(session.content)
+    assert "validity" not in body or 1 <= body["validity"] <= 15
+    assert 1 <= body["count"] <= 15
+    assert session.request is not None and session.request.endswith("/debugsessions?timeout=600")
+    assert "10 minutes" in session.title
 
 
 def test_unknown_bundle_is_said_out_loud() -> None:

@@ -119,13 +119,16 @@ class FakeTracker:
         # "before": fails, nothing stored; "after": stored, then the call fails (a timeout);
         # "crash" / "crash-after": the process dies before / after the issue is stored
         self.fail_create: str | None = None
+        self.fail_create_if: Callable[[str], bool] | None = None  # by title: fails, nothing stored
         self.fail_comment = False
         self.fail_get = False
 
     def create_issue(self, title: str, body: str, labels: Sequence[str]) -> TicketRef:
         with self.lock:
             self.calls["create_issue"] += 1
-            if self.fail_create == "before":
+            if self.fail_create == "before" or (
+                self.fail_create_if is not None and self.fail_create_if(title)
+            ):
                 raise TransientError("tracker down")
             if self.fail_create == "crash":
                 raise Crash
@@ -253,16 +256,32 @@ class FakeStats:
         return {"environments": [], "metaData": {"errors": [], "notices": []}}
 
 
+OWNED = {"gatehouse-owner": "gatehouse"}  # what registration labels its proxies with (default owner id)
+
+
 class FakeBundles:
+    """Deployed bundles per proxy, and the organization's proxies with their labels: every proxy
+    exists and is gatehouse's unless ``proxies`` says otherwise (None: no such proxy)."""
+
     def __init__(self, bundles: Mapping[str, bytes] | None = None) -> None:
         self.bundles = dict(bundles or {})
+        self.proxies: dict[str, Mapping[str, str] | None] = {}
         self.calls: list[tuple[str, str]] = []
+        self.label_calls: list[str] = []
+        self.fail_labels: Exception | None = None
         self.lock = threading.Lock()
 
     def deployed_bundle(self, environment: str, proxy: str) -> bytes | None:
         with self.lock:
             self.calls.append((environment, proxy))
         return self.bundles.get(proxy)
+
+    def proxy_labels(self, proxy: str) -> Mapping[str, str] | None:
+        with self.lock:
+            self.label_calls.append(proxy)
+        if self.fail_labels is not None:
+            raise self.fail_labels
+        return self.proxies.get(proxy, OWNED)
 
 
 # --------------------------------------------------------------------------------------- builders
@@ -282,8 +301,10 @@ def incident(
     observed: str = "2874.113",
     threshold: str = "2000",
     version: str = "1.2",
+    duration: str | None = None,
+    org: str | None = None,
 ) -> dict[str, Any]:
-    labels: dict[str, str] = {"org": project, "location": "europe-west1"}
+    labels: dict[str, str] = {"org": org or project, "location": "europe-west1"}
     if environment is not None:
         labels["env"] = environment
     if proxy is not None:
@@ -305,6 +326,9 @@ def incident(
     }
     if metric is not None:
         doc["metric"] = {"type": metric, "displayName": "Latencies", "labels": {}}
+    if duration is not None:
+        threshold = {"duration": duration}
+        doc["condition"] = {"displayName": doc["condition_name"], "conditionThreshold": threshold}
     return {"version": version, "incident": doc}
 
 

@@ -456,7 +456,7 @@ def tickets(ctx: click.Context, plan_only: bool, as_json: bool) -> None:
     )
     _connect(settings)
     report = run_tickets(
-        runtime.ticket_ports(settings, config), runtime.ticket_settings(config), plan=plan_only
+        runtime.ticket_ports(settings, config), runtime.ticket_settings(config, settings), plan=plan_only
     )
     if as_json:
         click.echo(json.dumps(report.to_dict(), sort_keys=True, default=str))

@@ -169,9 +169,13 @@ class TicketsConfig(BaseSettings):
     tracker: Literal["github", "jira"] = "github"
     # github: owner/name; jira: the project key
     target: str = ""
-    # github: the API base (GitHub Enterprise); jira: https://your-site.atlassian.net
+    # github: the API base (GitHub Enterprise); jira: https://your-site.atlassian.net, or with a scoped
+    # token https://api.atlassian.com/ex/jira/{cloudId} (then jira_browse_url is required)
     tracker_url: str | None = None
     jira_email: str = ""
+    # jira: where ticket links point when tracker_url is the api.atlassian.com/ex/jira/{cloudId}
+    # gateway (scoped tokens), e.g. https://your-site.atlassian.net; required then
+    jira_browse_url: str = ""
     # Secret Manager secret holding the tracker token: projects/P/secrets/S[/versions/V]
     token_secret: str = ""
     max_new_per_hour: int = Field(default=10, ge=0)
@@ -180,6 +184,8 @@ class TicketsConfig(BaseSettings):
     fingerprint_fields: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["project", "environment", "proxy", "family", "proposal"]
     )
+    # tickets also for proxies this installation did not create (no gatehouse owner label)
+    include_unowned_proxies: bool = False
     # primary region -> failover region proposed for the second TargetServer (a=b,c=d)
     failover_regions: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 

@@ -62,6 +62,8 @@ _PROXY_RE = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _ENVIRONMENT_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _URL_RE = re.compile(r"https://[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?/?")
 _EPOCH_TEXT_RE = re.compile(r"[0-9]{1,19}")
+_MAX_EPOCH = 32_503_680_000  # 3000-01-01T00:00:00Z: later times are not real incidents
+_DURATION_RE = re.compile(r"([0-9]{1,9})(?:\.[0-9]{1,9})?s")
 
 # Loose shapes of resource names; the captured parts are checked against the strict patterns above.
 _V2_SERVICE_PATH = re.compile(r"projects/([^/]+)/locations/([^/]+)/services/([^/]+)")
@@ -187,6 +189,8 @@ class Incident(_Event):
     summary: str | None
     url: str | None
     test: bool  # the console's "send test notification"
+    org: str | None = None  # resource.labels.org: the Apigee organization the metric belongs to
+    duration: int | None = None  # seconds the condition had to breach before it fired (conditionThreshold)
 
 
 @dataclass(frozen=True)
@@ -670,6 +674,12 @@ def _incident_event(doc: dict[str, Any]) -> Incident:
         summary=_opt_str(incident, "summary", "incident"),
         url=_opt_str(incident, "url", "incident"),
         test=version == "test",
+        org=_first_valid(
+            [_candidate(resource_labels, "org", "incident.resource.labels")],
+            _PROJECT_RE,
+            "Apigee organization",
+        ),
+        duration=_opt_duration(threshold, "incident.condition.conditionThreshold"),
     )
 
 
@@ -678,8 +688,22 @@ def _opt_epoch(incident: dict[str, Any], key: str) -> int | None:
     if isinstance(value, str) and _EPOCH_TEXT_RE.fullmatch(value):
         value = int(value)
     if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63):
+        if value is not None and value > _MAX_EPOCH:
+            # a time no clock or date library can show: rejected here, once, not in every later run
+            raise InputError(f"incident.{key} {value} is out of range (epoch seconds before the year 3000)")
         return value or None  # 0 means unset
     raise InputError(f"incident.{key} is {_describe(value)}, expected epoch seconds")
+
+
+def _opt_duration(parent: dict[str, Any], where: str) -> int | None:
+    """A protobuf Duration in JSON (``"300s"``) as whole seconds; at most a day (Monitoring's limit)."""
+    text = _opt_str(parent, "duration", where)
+    if text is None:
+        return None
+    match = _DURATION_RE.fullmatch(text)
+    if match is None or int(match[1]) > 86_400:
+        raise InputError(f"{where}.duration {_show(text)} is not a duration of 0-86400 seconds")
+    return int(match[1])
 
 
 def _opt_value_text(incident: dict[str, Any], key: str) -> str | None:

@@ -99,11 +99,15 @@ def secretmanager_client(settings: Settings) -> Any:
     )
 
 
-def ticket_settings(config: TicketsConfig) -> TicketSettings:
+def ticket_settings(config: TicketsConfig, settings: Settings | None = None) -> TicketSettings:
+    """The tickets job's settings; ``settings`` gives the Apigee organization and owner id."""
     from gatehouse.tickets.settings import JIRA_BODY_LIMIT, TicketSettings
 
     extra: dict[str, Any] = {"max_body_chars": JIRA_BODY_LIMIT} if config.tracker == "jira" else {}
+    if settings is not None:
+        extra.update(apigee_org=settings.apigee_org, owner_id=settings.owner_id)
     return TicketSettings(
+        include_unowned_proxies=config.include_unowned_proxies,
         fingerprint_fields=tuple(config.fingerprint_fields),  # type: ignore[arg-type]
         max_new_tickets_per_hour=config.max_new_per_hour,
         reopen_window_seconds=config.reopen_window_days * 86400,
@@ -127,6 +131,7 @@ def tracker(settings: Settings, config: TicketsConfig) -> Any:
         jira_url=config.tracker_url or "",
         jira_project=config.target,
         jira_email=config.jira_email,
+        jira_browse_url=config.jira_browse_url,
     )
 
 

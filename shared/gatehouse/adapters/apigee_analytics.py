@@ -82,6 +82,19 @@ class ApigeeAnalytics:
             raise PermanentError(f"stats of {proxy} in {environment}: expected a JSON object")
         return doc
 
+    def proxy_labels(self, proxy: str) -> Mapping[str, str] | None:
+        """``GET .../apis/{proxy}``: its labels (registration writes its owner id there), None when
+        the organization has no such proxy."""
+        _check_name("proxy", proxy)
+        try:
+            doc = json_or_empty(self.client._request("GET", f"/apis/{_seg(proxy)}", f"proxy {proxy}"))
+        except NotFoundError:
+            return None
+        labels = doc.get("labels") if isinstance(doc, Mapping) else None
+        if not isinstance(labels, Mapping):
+            return {}
+        return {str(k): str(v) for k, v in labels.items() if isinstance(v, str)}
+
     def deployed_bundle(self, environment: str, proxy: str) -> bytes | None:
         _check_name("environment", environment)
         _check_name("proxy", proxy)

@@ -8,7 +8,8 @@ share one piece of plumbing, :class:`_Rest`, that exists for three reasons:
   ``Retry-After``. Creations (issues, comments) take a token from a client-side limiter (60 a
   minute by default). A rate-limited answer (429, or GitHub's 403 with ``Retry-After``,
   ``x-ratelimit-remaining: 0`` + ``x-ratelimit-reset``, or a "secondary rate limit" message) is
-  waited out when the wait is at most ``retry_max_wait``; a longer wait raises
+  timed by ``Retry-After`` (seconds), else ``X-RateLimit-Reset`` (GitHub: epoch seconds; Jira: an
+  ISO 8601 time), and waited out when the wait is at most ``retry_max_wait``; a longer wait raises
   :class:`TrackerRateLimitedError` (a ``TransientError``) at once, so the job leaves those messages
   for its next run instead of sleeping through its task timeout.
 * **No duplicates from retries.** Creating an issue or a comment is not idempotent: a 5xx or a
@@ -40,7 +41,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -113,8 +114,11 @@ class _Rest:
         sleep: Callable[[float], None],
         unknown_limit_wait: float | None = None,
         secondary_limits: bool = False,
+        reset_format: Literal["epoch", "iso"] = "epoch",
     ) -> None:
         self.name, self.base, self.session = name, base.rstrip("/"), session
+        # X-RateLimit-Reset: epoch seconds on GitHub, an ISO 8601 time on Jira
+        self.reset_format = reset_format
         self.unknown_limit_wait = unknown_limit_wait  # a rate-limit answer that says nothing of when
         self.secondary_limits = secondary_limits  # GitHub: a 403 saying "rate limit" is one
         self._secret = secret
@@ -225,6 +229,11 @@ class _Rest:
             return False, None  # a plain permission problem
         if retry_after is not None:
             return True, retry_after
+        if self.reset_format == "iso":  # Jira: a 429's reset time says when to come back
+            reset = _epoch(headers.get("x-ratelimit-reset"))
+            if status == 429 and reset is not None:
+                return True, max(1.0, reset - self.clock())
+            return True, self.unknown_limit_wait
         reset = _seconds(headers.get("x-ratelimit-reset"))
         if exhausted and reset is not None:
             return True, max(1.0, reset - self.clock())
@@ -272,13 +281,15 @@ def _message(response: requests.Response) -> str:
 
 
 def _epoch(value: object) -> float | None:
-    """ISO 8601 (GitHub ``...Z``, Jira ``...+0000``) -> epoch seconds."""
+    """ISO 8601 (GitHub ``...Z``, Jira ``...+0000`` and ``yyyy-MM-ddTHH:mmZ``) -> epoch seconds.
+    A time without a zone is UTC."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def _labels(value: object) -> tuple[str, ...]:
@@ -340,14 +351,18 @@ class GitHubTracker:
         return f"GitHubTracker(repo={self.repo!r}, api={self.api!r}, token='***')"
 
     def create_issue(self, title: str, body: str, labels: Sequence[str]) -> TicketRef:
+        wanted = list(dict.fromkeys(labels))
         doc = self._http.request(
             "POST",
             self._issues,
-            json_body={"title": title[:256], "body": body, "labels": list(dict.fromkeys(labels))},
+            json_body={"title": title[:256], "body": body, "labels": wanted},
             idempotent=False,
             create=True,
         ).json()
-        return TicketRef(str(doc["number"]), str(doc["html_url"]))
+        # without push access GitHub creates the issue and drops the labels without a word
+        got = {name.lower() for name in _labels(doc.get("labels"))}
+        missing = tuple(label for label in wanted if label.lower() not in got)
+        return TicketRef(str(doc["number"]), str(doc["html_url"]), missing)
 
     def comment(self, ticket_id: str, body: str) -> None:
         self._http.request(
@@ -443,6 +458,7 @@ class JiraTracker:
         token: str,
         issue_type: str = "Task",
         *,
+        browse_url: str | None = None,
         creates_per_minute: int = CREATES_PER_MINUTE,
         retry_attempts: int = 4,
         retry_max_wait: float = 60.0,
@@ -452,6 +468,18 @@ class JiraTracker:
     ) -> None:
         if not base_url.startswith(("https://", "http://")):
             raise InputError(f"Jira base URL must be http(s)://..., got {base_url!r}")
+        if browse_url is not None and not browse_url.startswith(("https://", "http://")):
+            raise InputError(
+                f"GATEHOUSE_TICKETS_JIRA_BROWSE_URL must be the site's http(s):// URL, got {browse_url!r}"
+            )
+        if browse_url is None and _is_gateway(base_url):
+            raise InputError(
+                f"Jira base URL {base_url} is the api.atlassian.com gateway (scoped tokens), which has no "
+                "issue pages: set GATEHOUSE_TICKETS_JIRA_BROWSE_URL to the site, e.g. "
+                "https://your-site.atlassian.net, for ticket links"
+            )
+        # ticket links: the site itself, or the browse URL when the API goes through the gateway
+        self.browse_url = (browse_url or base_url).rstrip("/")
         if not _JIRA_PROJECT.match(project_key):
             raise InputError(f"not a Jira project key: {project_key!r}")
         if not email or not token:
@@ -472,13 +500,14 @@ class JiraTracker:
             timeout=timeout,
             clock=clock,
             sleep=sleep,
+            reset_format="iso",
         )
 
     def __repr__(self) -> str:
         return f"JiraTracker(base_url={self.base_url!r}, project_key={self.project_key!r}, token='***')"
 
     def _browse(self, key: str) -> str:
-        return f"{self.base_url}/browse/{key}"
+        return f"{self.browse_url}/browse/{key}"
 
     def create_issue(self, title: str, body: str, labels: Sequence[str]) -> TicketRef:
         fields = {
@@ -573,6 +602,12 @@ class JiraTracker:
         raise PermanentError(f"Jira search for label {label}: more than {_MAX_PAGES} pages")
 
 
+def _is_gateway(url: str) -> bool:
+    """``https://api.atlassian.com/ex/jira/{cloudId}``: the API gateway scoped tokens must use."""
+    parts = urlsplit(url)
+    return (parts.hostname or "").lower() == "api.atlassian.com" and parts.path.startswith("/ex/jira/")
+
+
 def jira_label(label: str) -> str:
     """Jira labels cannot contain spaces."""
     return re.sub(r"\s+", "_", label.strip())[:255]
@@ -597,7 +632,7 @@ _INLINE = re.compile(
     r"`(?P<code>[^`]+)`"
     r"|\*\*(?P<bold>.+?)\*\*"
     r"|\[(?P<label>[^\]]+)\]\((?P<href>[^)\s]+)\)"
-    r"|\\(?P<escaped>[\\`*_\[\]{}()<>#+\-.!|~])"
+    r"|\\(?P<escaped>[\\`*_\[\]{}()<>#+\-.!|~&])"
 )
 
 
@@ -787,6 +822,7 @@ def tracker_from_settings(
     jira_project: str = "",
     jira_email: str = "",
     jira_issue_type: str = "Task",
+    jira_browse_url: str | None = None,
     **options: Any,
 ) -> GitHubTracker | JiraTracker:
     """A ``github`` or ``jira`` tracker whose token is read from Secret Manager ``token_secret``.
@@ -796,4 +832,12 @@ def tracker_from_settings(
     token = read_secret(token_secret, secrets_client_factory)
     if kind == "github":
         return GitHubTracker(github_repo, token, github_api, **options)
-    return JiraTracker(jira_url, jira_project, jira_email, token, jira_issue_type, **options)
+    return JiraTracker(
+        jira_url,
+        jira_project,
+        jira_email,
+        token,
+        jira_issue_type,
+        browse_url=jira_browse_url or None,
+        **options,
+    )

@@ -25,7 +25,7 @@ def main() -> int:
         from gatehouse import runtime
 
         ports = runtime.ticket_ports(settings, config)
-        ticket_settings = runtime.ticket_settings(config)
+        ticket_settings = runtime.ticket_settings(config, settings)
     except InputError as exc:
         event(_log, "invalid settings", level=40, error=str(exc))
         return 2

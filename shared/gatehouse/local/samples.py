@@ -4,8 +4,10 @@ notifications such an incident sends. Used by ``gatehouse demo`` and the end-to-
 
 from __future__ import annotations
 
+import io
 import json
 import time
+import zipfile
 from typing import Any
 
 import requests
@@ -164,6 +166,35 @@ def seed_stats(
     requests.post(f"{state['apigee']}/_standin/apigee/stats", json=records, timeout=30).raise_for_status()
     slow = next((i for i, m in enumerate(minutes) if m != minutes[0]), len(minutes))
     return start + slow * 60
+
+
+def seed_proxy(state: dict[str, Any], proxy: str, *, owner: str | None = None) -> None:
+    """Make API proxy ``proxy`` exist in the Apigee stand-in, labelled with ``owner`` (default: this
+    stack's owner id, as registration labels what it creates): the tickets job tickets only proxies
+    it looks after. A minimal bundle is imported when the proxy is missing; nothing is deployed."""
+    base = f"{state['apigee']}/v1/organizations/{state['organization']}/apis"
+    if requests.get(f"{base}/{proxy}", timeout=30).status_code == 404:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(f"apiproxy/{proxy}.xml", f'<APIProxy name="{proxy}"/>')
+            archive.writestr(
+                "apiproxy/proxies/default.xml",
+                f'<ProxyEndpoint name="default"><HTTPProxyConnection><BasePath>/{proxy}</BasePath>'
+                '</HTTPProxyConnection><RouteRule name="noroute"/></ProxyEndpoint>',
+            )
+        requests.post(
+            base,
+            params={"name": proxy, "action": "import"},
+            data=buffer.getvalue(),
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=30,
+        ).raise_for_status()
+    requests.patch(
+        f"{base}/{proxy}",
+        params={"updateMask": "labels"},
+        json={"labels": {"gatehouse-owner": owner or state["owner_id"]}},
+        timeout=30,
+    ).raise_for_status()
 
 
 def incident(

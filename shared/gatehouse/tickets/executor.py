@@ -11,7 +11,10 @@ The ledger is written before the tracker, always with a guard:
   Two runs never both post the same update; if the tracker call fails, a later run posts the
   recorded body (a crash between posting and clearing can repeat one comment, never lose one).
 * overflow: fingerprints over the hour's cap go into one digest ticket per hour, created and
-  updated by the same claim/outbox rules.
+  updated by the same claim/outbox rules. Every run also finishes what an earlier run left of this
+  and the last hour's digest (its ticket, a pending comment), since the re-deliveries of listed
+  problems are acknowledged. A claim whose ticket could not be created keeps its slot of the cap
+  and is resumed by the next run whatever the cap says, so the count is of real tickets.
 
 Each step reports the Pub/Sub ack ids whose effects are now durable; the job acknowledges only
 those. One failing fingerprint never stops the others.
@@ -20,13 +23,13 @@ those. One failing fingerprint never stops the others.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gatehouse.errors import GatehouseError
 from gatehouse.logging import event, get_logger
 from gatehouse.tickets import render
-from gatehouse.tickets.fingerprint import digest_key, digest_label
+from gatehouse.tickets.fingerprint import digest_key, digest_label, hour_bucket
 from gatehouse.tickets.lifecycle import Entry, remember
 from gatehouse.tickets.plan import Step, WorkItem
 from gatehouse.tickets.ports import Ledger, Record, StaleWriteError, TicketRef, Tracker
@@ -62,6 +65,7 @@ class Executor:
     run_id: str
     now: float
     bucket: str
+    warnings: list[str] = field(default_factory=list)  # for the run report: done, but not as asked
 
     def apply(self, steps: Sequence[Step]) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -79,6 +83,7 @@ class Executor:
                 outcomes.append(self._failed(step, exc))
         if overflow:
             outcomes.extend(self._digest(overflow))
+        outcomes.extend(self._settle_digests(done={self.bucket} if overflow else set()))
         for outcome in outcomes:
             event(
                 _log,
@@ -207,10 +212,19 @@ class Executor:
                 if ref.id not in exclude:
                     return ref
         try:
-            return create()
+            ref = create()
         except Exception:
             self._release(key, version, {"claimed_by": None})
             raise
+        if ref.missing_labels:
+            self.warnings.append(
+                f"ticket {ref.id} ({ref.url}) was created without the label(s) "
+                f"{', '.join(ref.missing_labels)}: the tracker dropped them (GitHub does so silently when "
+                "the token lacks push access), so a run cannot find this ticket by its label after a "
+                "crash; give the token push (write) access to the repository"
+            )
+            event(_log, "tickets: labels dropped", level=30, run_id=self.run_id, warning=self.warnings[-1])
+        return ref
 
     def _lost_race(self, step: Step) -> Outcome:
         """Another run claimed first: done if it already recorded these incidents, else retry later."""
@@ -332,8 +346,48 @@ class Executor:
             for i in items
         ]
 
-    def _digest_write(self, key: str, label: str, new: Sequence[render.DigestItem]) -> str | None:
+    def _settle_digests(self, done: set[str]) -> list[Outcome]:
+        """Finish what an earlier run left of this hour's or the last hour's digest: the ticket it
+        could not create, the comment it could not post. Their problems' re-deliveries are
+        acknowledged as already listed, so this must happen even when nothing overflows now."""
+        outcomes: list[Outcome] = []
+        for bucket in dict.fromkeys((self.bucket, hour_bucket(self.now - 3600))):
+            if bucket in done:
+                continue
+            key, label = digest_key(bucket), digest_label(bucket)
+            try:
+                record = self.ledger.get(key)
+                if record is None or not self._unfinished(record.doc):
+                    continue
+                url = self._digest_write(key, label, [], bucket=bucket)
+            except Exception as exc:
+                outcomes.append(
+                    Outcome(
+                        label, key, "digest-settle", "finishing an earlier run's digest", error=_describe(exc)
+                    )
+                )
+                continue
+            if url is not None:
+                outcomes.append(Outcome(label, key, "digest-settle", "finished an earlier run's digest", url))
+        return outcomes
+
+    def _unfinished(self, doc: Mapping[str, Any]) -> bool:
+        """A digest without its ticket, or with an unposted comment, that no live run is working on."""
+        if not doc.get("ticket_id"):
+            holder, since = doc.get("claimed_by"), doc.get("claimed_at")
+        else:
+            pending = doc.get("pending_comment")
+            if not isinstance(pending, Mapping):
+                return False
+            holder, since = pending.get("by"), pending.get("at")
+        fresh = isinstance(since, int | float) and self.now - since < self.settings.claim_timeout_seconds
+        return holder in (None, self.run_id) or not fresh
+
+    def _digest_write(
+        self, key: str, label: str, new: Sequence[render.DigestItem], *, bucket: str | None = None
+    ) -> str | None:
         """List ``new`` in the hour's digest ticket; its URL, or None while another run creates it."""
+        bucket = bucket or self.bucket
         limit, cap = self.settings.max_body_chars, self.settings.max_new_tickets_per_hour
         claim = {"state": "claimed", "claimed_by": self.run_id, "claimed_at": self.now}
         record = self.ledger.get(key)
@@ -343,7 +397,7 @@ class Executor:
             new_doc = {
                 "kind": "digest",
                 "label": label,
-                "bucket": self.bucket,
+                "bucket": bucket,
                 **claim,
                 "ticket_id": None,
                 "ticket_url": None,
@@ -370,9 +424,9 @@ class Executor:
             exclude = frozenset()
 
         def create() -> TicketRef:
-            body = render.digest_body(items, bucket=self.bucket, cap=cap, omitted=omitted, max_chars=limit)
+            body = render.digest_body(items, bucket=bucket, cap=cap, omitted=omitted, max_chars=limit)
             return self.tracker.create_issue(
-                render.digest_title(self.bucket), body, [*self.settings.labels, label]
+                render.digest_title(bucket), body, [*self.settings.labels, label]
             )
 
         ref = self._ticket(key, version, label, exclude=exclude, create=create)

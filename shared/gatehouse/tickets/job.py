@@ -6,6 +6,11 @@ may only be acknowledged after that action's ledger write and tracker call are d
 subscription's ack deadline should therefore be long (600 s); a message redelivered meanwhile is
 recognised by the ledger and ignored.
 
+Tickets are only for what this installation looks after: an incident labelled with another Apigee
+organization, or for a proxy the organization does not have, or for one without this
+installation's owner label (unless ``include_unowned_proxies``), is acknowledged with the reason
+and nothing is read for it; its evidence would come from a same-named proxy of our organization.
+
 Reads are kept to what Apigee allows: one stats call per (project, environment, proxy) covering
 baseline and incident windows, throttled to ``stats_calls_per_minute`` (the analytics API allows
 about 100 a minute per organization), and one bundle read per (environment, proxy). When analytics
@@ -42,7 +47,9 @@ from gatehouse.tickets.plan import (
     WorkItem,
     decide_all,
     evidence_windows,
+    in_organization,
     ledger_fingerprints,
+    proxy_scope,
     route_closed,
     route_open,
     triage,
@@ -70,6 +77,7 @@ class RunReport:
     outcomes: list[Outcome] = field(default_factory=list)
     deferred: list[tuple[str, str]] = field(default_factory=list)  # (ack id, reason)
     failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # done, but not as asked (e.g. labels dropped)
     acked: int = 0
     left: int = 0
     stats_calls: int = 0
@@ -113,6 +121,7 @@ class RunReport:
                 for o in self.outcomes
             ],
             "failures": list(self.failures),
+            "warnings": list(self.warnings),
             "exit_code": self.exit_code,
         }
 
@@ -133,12 +142,13 @@ def run(
     now = clock()
     bucket = hour_bucket(now)
 
-    triaged = [triage(message) for message in messages]
+    triaged = [in_organization(triage(message), settings) for message in messages]
     report.malformed = [(t.ack_id, t.malformed) for t in triaged if t.malformed is not None]
     ignored = [(t.ack_id, t.reason) for t in triaged if t.reason is not None]
 
     reader = _Reader(ports, settings, clock, sleep, report)
     enrichments = reader.enrich(triaged, evidence_windows(triaged, now, settings), now)
+    ignored += reader.ignored
     items = work_items(triaged, enrichments, settings)
     try:
         entries = reader.entries(items)
@@ -172,7 +182,9 @@ def run(
         _release(ports, [m.ack_id for m in messages], report)
         return report
 
-    report.outcomes = Executor(ports.ledger, ports.tracker, settings, report.run_id, now, bucket).apply(steps)
+    executor = Executor(ports.ledger, ports.tracker, settings, report.run_id, now, bucket)
+    report.outcomes = executor.apply(steps)
+    report.warnings += executor.warnings
     to_ack = [ack for ack, _ in report.malformed] + [ack for ack, _ in ignored]
     to_ack += [ack for outcome in report.outcomes for ack in outcome.acked]
     report.left = len(reader.deferred) + sum(len(o.left) for o in report.outcomes)
@@ -242,6 +254,8 @@ class _Reader:
     ) -> None:
         self.ports, self.settings, self.clock, self.sleep, self.report = ports, settings, clock, sleep, report
         self.deferred: list[tuple[str, str]] = []
+        self.ignored: list[tuple[str, str]] = []  # (ack id, reason): not a proxy gatehouse looks after
+        self._scopes: dict[str, str | Exception | None] = {}
         self._stats_times: deque[float] = deque()
         self._bundles: dict[tuple[str, str], tuple[ProxyConfig, str | None] | Exception] = {}
 
@@ -255,6 +269,13 @@ class _Reader:
         out: dict[Source, Enrichment] = {}
         for source, window in windows.items():
             incidents = by_source.get(source, [])
+            scope = self._scope(source.proxy)
+            if isinstance(scope, Exception):  # ownership decides whether there is a ticket at all
+                self._defer([t.ack_id for t in incidents], f"proxy ownership unknown, retrying: {scope}")
+                continue
+            if scope is not None:
+                self.ignored += [(t.ack_id, scope) for t in incidents]
+                continue
             starts = [t.incident.started_at for t in incidents if t.incident and t.incident.started_at]
             young = bool(starts) and now - min(starts) < self.settings.evidence_wait_seconds
             notes: list[str] = []
@@ -281,6 +302,17 @@ class _Reader:
                 notes.append(note)
             out[source] = Enrichment(evidence, config, tuple(notes))
         return out
+
+    def _scope(self, proxy: str) -> str | Exception | None:
+        """Why ``proxy`` is not gatehouse's to ticket (None: it is), or the error reading its labels."""
+        if proxy not in self._scopes:
+            try:
+                labels = self.ports.bundles.proxy_labels(proxy)
+            except Exception as exc:
+                self._scopes[proxy] = exc
+            else:
+                self._scopes[proxy] = proxy_scope(proxy, labels, self.settings)
+        return self._scopes[proxy]
 
     def _evidence(self, source: Source, window: Window) -> tuple[Evidence | None, Exception | None]:
         self._throttle()

@@ -5,7 +5,8 @@ silently means "always new" or is ignored on one code path, duplicates from two 
 tickets reopened by the next flap, floods. The rules:
 
 * no ticket yet -> ``create`` (or ``overflow-to-digest`` over the hourly cap; ``defer`` while another
-  run holds a fresh claim; a ticketless entry left by a crash is resumed, not duplicated);
+  run holds a fresh claim; a ticketless claim left by a crash or a failed tracker call is resumed,
+  not duplicated, whatever the cap and the digest say: it already holds its slot of the cap);
 * ticket open -> ``comment`` for re-fires, ``comment-cleared`` when only "closed" notifications came;
 * ticket closed as completed -> a re-fire within the reopen window (from the close, or from the last
   fire when the tracker does not say when) is a ``comment``; after it, ``create-linked``;
@@ -226,14 +227,14 @@ def _no_ticket(
         and _held_by_other(entry.claimed_by, entry.claimed_at, now, settings, run_id)
     ):
         return Decision("defer", f"run {entry.claimed_by} is creating this ticket")
+    if claimed:  # the claim holds a slot of the cap (and maybe a ticket): finish it, never list it
+        return _create("resuming a ticket an earlier run claimed but did not finish", True, settings)
     if not facts.opened:
         return Decision("ignore", "cleared, but it never had a ticket of its own")
     if in_digest:
         return Decision("ignore", "already listed in this hour's digest")
     if entry is None:
         reason = "new problem"
-    elif entry.state == "claimed":
-        reason = "resuming a ticket an earlier run claimed but did not finish"
     else:
         reason = f"was over the hourly cap in {entry.digest_bucket or 'an earlier hour'}; re-fired"
     return _create(reason, can_create, settings)

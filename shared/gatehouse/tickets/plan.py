@@ -7,7 +7,7 @@ the tracker per fingerprint) and this module does the thinking between them:
    ignored with a reason (the console's test notification, other metrics, missing fields, other
    event kinds), or a latency incident and its metric family;
 2. :func:`evidence_windows` gives each (project, environment, proxy) one stats window covering a
-   baseline before its earliest incident and the incidents themselves;
+   baseline that ends where its earliest condition began to breach, and the incidents themselves;
 3. :func:`work_items` diagnoses, proposes and fingerprints each (proxy, family), merging whatever
    ends up with the same fingerprint, so one run yields one action per problem;
 4. :func:`route_closed` sends each "closed" notification to the ticket that recorded its incident,
@@ -34,9 +34,10 @@ from gatehouse.tickets.ports import PulledMessage, TicketState
 from gatehouse.tickets.proposal import PROPOSAL_TYPES, Subject, propose
 from gatehouse.tickets.proxyconfig import UNKNOWN, ProxyConfig
 from gatehouse.tickets.render import Problem, title
-from gatehouse.tickets.settings import TicketSettings
+from gatehouse.tickets.settings import OWNER_LABEL, TicketSettings
 
 _REQUIRED = ("incident_id", "state", "project", "environment", "proxy")
+ORGANIZATION_PLACEHOLDER = "ORGANIZATION"  # no organization configured: the reader fills it in
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,30 @@ def triage(message: PulledMessage) -> Triaged:
     if missing:
         return Triaged(message.ack_id, reason=f"latency incident without {', '.join(missing)}")
     return Triaged(message.ack_id, incident=event, family=family)
+
+
+def in_organization(item: Triaged, settings: TicketSettings) -> Triaged:
+    """An incident labelled with another Apigee organization than the configured one is not ours:
+    its evidence would be read from a same-named proxy of our organization."""
+    incident, ours = item.incident, settings.apigee_org
+    if incident is None or not ours or incident.org is None or incident.org == ours:
+        return item
+    return Triaged(item.ack_id, reason=f"incident for Apigee organization {incident.org}, not {ours}")
+
+
+def proxy_scope(proxy: str, labels: Mapping[str, str] | None, settings: TicketSettings) -> str | None:
+    """Why incidents for ``proxy`` (with these labels; None: no such proxy) get no ticket, or None."""
+    if labels is None:
+        where = (
+            f"Apigee organization {settings.apigee_org}" if settings.apigee_org else "the Apigee organization"
+        )
+        return f"proxy {proxy} does not exist in {where}"
+    if not settings.include_unowned_proxies and labels.get(OWNER_LABEL) != settings.owner_id:
+        return (
+            f"proxy {proxy} was not created by this gatehouse installation "
+            f"(no {OWNER_LABEL}={settings.owner_id} label)"
+        )
+    return None
 
 
 # ------------------------------------------------------------------------------------------ windows
@@ -106,8 +131,11 @@ def evidence_windows(
 
 
 def _window(incidents: Sequence[events.Incident], now: float, settings: TicketSettings) -> Window:
+    """The incident window starts where the condition began to breach: Monitoring opens an incident
+    only after the condition held for its ``duration``, so ``started_at`` is that much later."""
     default_start = now - settings.default_window_minutes * 60
-    start = int(min(i.started_at or default_start for i in incidents)) // 60 * 60
+    breaches = [i.started_at - (i.duration or 0) if i.started_at else default_start for i in incidents]
+    start = int(min(breaches)) // 60 * 60
     still_open = any(i.state == "open" or i.ended_at is None for i in incidents)
     end = now if still_open else max(i.ended_at or now for i in incidents)
     end_minute = min(-(-int(end) // 60) * 60, start + settings.max_incident_window_minutes * 60)
@@ -188,7 +216,7 @@ def _work_item(
     closed = tuple(i for (_, state), i in unique.items() if state == "closed")
     evidence = enrichment.evidence
     diagnosis = diagnose(evidence, family, thresholds)
-    subject = Subject(source.project, source.environment, source.proxy)
+    subject = Subject(settings.apigee_org or ORGANIZATION_PLACEHOLDER, source.environment, source.proxy)
     proposal = propose(
         diagnosis,
         enrichment.config,
@@ -208,6 +236,7 @@ def _work_item(
         proposal=proposal,
         peak_ms=_peak(evidence, family, opened or closed),
         notes=enrichment.notes,
+        organization=subject.organization,
     )
     return WorkItem(problem, {key: tuple(ids) for key, ids in acks.items()})
 
@@ -416,7 +445,9 @@ def decide_all(
     steps = []
     for item in ordered:
         step = one(item, can_create=True)
-        if step.decision.action in CREATES:
+        entry = step.entry
+        holds_slot = entry is not None and entry.state == "claimed" and entry.ticket_id is None
+        if step.decision.action in CREATES and not holds_slot:  # a resumed claim took its slot before
             if budget:
                 budget -= 1
             else:

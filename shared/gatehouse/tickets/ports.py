@@ -96,6 +96,9 @@ class Ledger(Protocol):
 class TicketRef:
     id: str
     url: str
+    # requested labels the created ticket does not carry (GitHub drops them silently when the token
+    # lacks push access); finding the ticket by its fingerprint label then fails
+    missing_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,10 @@ class StatsApi(Protocol):
 class BundleReader(Protocol):
     def deployed_bundle(self, environment: str, proxy: str) -> bytes | None:
         """The zip of the revision deployed in ``environment``; None when nothing is deployed."""
+        ...
+
+    def proxy_labels(self, proxy: str) -> Mapping[str, str] | None:
+        """The labels of API proxy ``proxy`` of the organization; None when there is no such proxy."""
         ...
 
 

@@ -65,6 +65,8 @@ FALLBACK_IO_TIMEOUT_MS = 10_000
 MAX_FAILURES = 3
 SPIKE_HEADROOM = 1.5
 CACHE_SECONDS = 60
+DEBUG_COUNT = 15  # transactions a debug session records (Apigee: 1-15)
+DEBUG_SECONDS = 600  # how long it runs: the ``timeout`` query parameter
 # policies that usually dominate request/response processing time
 HEAVY_POLICIES = (
     "ServiceCallout",
@@ -87,7 +89,7 @@ _CLOUD_RUN_HOST = re.compile(
 
 @dataclass(frozen=True)
 class Subject:
-    project: str  # an Apigee X organization is named after its project
+    organization: str  # the configured Apigee organization (for Apigee X, named after its project)
     environment: str
     proxy: str
 
@@ -246,7 +248,7 @@ def _load_balancer(
                     **({"sSLInfo": {"enabled": True, "enforce": True}} if tls else {}),
                 }
             ),
-            f"POST {API}/organizations/{subject.project}/environments/{subject.environment}"
+            f"POST {API}/organizations/{subject.organization}/environments/{subject.environment}"
             f"/targetservers?name={name}",
         )
         for name, server_host, role in servers
@@ -473,13 +475,17 @@ def _investigate(config: ProxyConfig, subject: Subject, rationale: list[str]) ->
 
 
 def _debug_session(config: ProxyConfig, subject: Subject) -> Change:
+    """``debugsessions.create``: the session runs for the ``timeout`` query parameter (seconds);
+    the body's ``validity`` is only the 1-15 s window for the control plane to accept it, so it is
+    left at its default."""
     revision = config.revision or "REVISION"
     return Change(
-        "Start a debug session (15 transactions, 10 minutes) and read each policy's execution time",
+        f"Start a debug session ({DEBUG_COUNT} transactions, {DEBUG_SECONDS // 60} minutes) and read each "
+        "policy's execution time",
         "json",
-        _json({"count": 15, "validity": 600}),
-        f"POST {API}/organizations/{subject.project}/environments/{subject.environment}/apis/{subject.proxy}"
-        f"/revisions/{revision}/debugsessions",
+        _json({"count": DEBUG_COUNT}),
+        f"POST {API}/organizations/{subject.organization}/environments/{subject.environment}"
+        f"/apis/{subject.proxy}/revisions/{revision}/debugsessions?timeout={DEBUG_SECONDS}",
     )
 
 

@@ -6,8 +6,12 @@ links and the fingerprint. Updates go to comments, never into the description, s
 kept and the description cannot grow past the tracker's limit (GitHub: 65,536 characters; Jira:
 32,767). Every body is fitted to ``max_chars``: the per-minute table loses its oldest rows first
 (with a note saying so), and only if that is not enough is the text cut, with fences closed.
-Text that comes from outside (alert policy names, summaries) is put on one line, escaped, and has
-its @-mentions defused, so an alert cannot ping people or inject Markdown.
+Everything that comes from an incident (policy and condition names, summary, ids, values, its
+console ``url``) is untrusted: free text is put on one line, Markdown-escaped (HTML and entities
+included) and has its @-mentions, ``#1``/``GH-1`` references and autolinkable URLs defused, so an
+alert can neither ping people, nor cross-reference issues, nor inject Markdown or HTML. Only an
+``https`` URL on the Cloud console host becomes a link; any other URL is shown as code. The same
+rules apply to comments and to the digest, whenever they are rendered.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from gatehouse.events import Incident
 from gatehouse.tickets.diagnosis import Diagnosis
@@ -33,7 +38,15 @@ from gatehouse.tickets.fingerprint import Fingerprint
 from gatehouse.tickets.proposal import Proposal
 
 MARKER = "<!-- gatehouse -->"
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~&!])")
+CONSOLE_HOST = "console.cloud.google.com"  # the only host an incident's link may point at
+_URL_SAFE = "/?=&%-._~+,;:"  # kept as is in a link target; everything else is percent-encoded
+_ZWSP = "\u200b"
+# what GitHub turns into pings, cross-references and links in plain text
+_MENTION = re.compile(r"@")
+_REFERENCE = re.compile(r"#(?=[0-9])|(?i:\bgh-)(?=[0-9])")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,30}:")
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z])(?=://)|(?<=www)(?=\.)")
 _MAX_FREE_TEXT = 300
 _MAX_INCIDENT_LINKS = 10
 
@@ -50,6 +63,7 @@ class Problem:
     proposal: Proposal
     peak_ms: float | None
     notes: tuple[str, ...] = ()  # why evidence is missing or partial
+    organization: str = ""  # the Apigee organization (its project hosts the console pages)
 
 
 @dataclass(frozen=True)
@@ -222,10 +236,10 @@ _DIGEST_HEADER = (
 
 
 def _digest_row(item: DigestItem) -> str:
-    link = f"[incident]({_safe_url(item.incident_url)})" if item.incident_url else ""
+    link = _url_or_text("incident", item.incident_url, 80) if item.incident_url else ""
     return (
-        f"| `{item.label}` | {_cell(item.proxy)} | {_cell(item.environment)} | {item.family} | "
-        f"{item.proposal} | {fmt_ms(item.peak_ms)} | {link} |"
+        f"| `{_code(item.label)}` | {_cell(item.proxy)} | {_cell(item.environment)} | {_cell(item.family)} | "
+        f"{_cell(item.proposal)} | {fmt_ms(item.peak_ms)} | {link} |"
     )
 
 
@@ -317,13 +331,13 @@ def _change(proposal: Proposal) -> list[str]:
 def _links(problem: Problem) -> list[str]:
     fp = problem.fingerprint
     lines = [
-        f"- [Incident {_inline(i.incident_id or '')}]({_safe_url(i.url)})"
+        "- " + _url_or_text("Incident " + _inline(i.incident_id or "", 60), i.url)
         for i in problem.opened[:3]
         if i.url
     ]
     lines.append(
         f"- [Apigee proxy {_inline(fp.proxy)}](https://console.cloud.google.com/apigee/proxies/"
-        f"{_path_part(fp.proxy)}/overview?project={_path_part(fp.project)})"
+        f"{_path_part(fp.proxy)}/overview?project={_path_part(problem.organization or fp.project)})"
     )
     return lines
 
@@ -404,14 +418,20 @@ def _truncate(text: str, max_chars: int) -> str:
 
 
 def _inline(text: str, limit: int = _MAX_FREE_TEXT) -> str:
-    """Untrusted text on one line, Markdown-escaped, with @-mentions defused."""
+    """Untrusted text on one line, Markdown-escaped (``&`` too, so no entity turns into ``@`` or
+    ``<``), with @-mentions, issue references and autolinkable URLs defused by a zero-width space."""
     flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-    return _MD_SPECIAL.sub(r"\\\1", _clip(flat, limit)).replace("@", "@\u200b")
+    escaped = _MD_SPECIAL.sub(r"\\\1", _clip(flat, limit))
+    escaped = _MENTION.sub("@" + _ZWSP, escaped)
+    escaped = _REFERENCE.sub(lambda m: m.group(0) + _ZWSP, escaped)
+    return _AUTOLINK.sub(_ZWSP, escaped)
 
 
-def _code(text: str) -> str:
-    """Text for an inline code span (no backticks, one line)."""
-    return " ".join(text.replace("`", "'").split())[:_MAX_FREE_TEXT]
+def _code(text: str, limit: int = _MAX_FREE_TEXT) -> str:
+    """Text for an inline code span: one line, no backticks, and no ``|`` (it would end a table cell
+    even inside a code span)."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(flat.replace("`", "'").replace("|", "¦").split())[:limit]
 
 
 def _cell(text: str) -> str:
@@ -422,10 +442,40 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _safe_url(url: str | None) -> str:
-    if not url or not url.startswith("https://"):
-        return "#"
-    return url.replace(" ", "%20").replace(")", "%29").replace("(", "%28")
+def _link_target(url: str | None, host: str | None = CONSOLE_HOST) -> str | None:
+    """``url`` fit to be a Markdown link target, or None: ``https``, on ``host`` (None: any host),
+    no user info, port or backslash, nothing unprintable; characters Markdown or HTML could read
+    as syntax are percent-encoded."""
+    if not url or len(url) > 2_000 or "\\" in url or any(not ch.isprintable() or ch.isspace() for ch in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if (
+        parts.scheme != "https"
+        or parts.username is not None
+        or parts.password is not None
+        or port is not None
+    ):
+        return None
+    if not parts.hostname or (host is not None and parts.hostname != host) or parts.netloc != parts.hostname:
+        return None
+    return quote(url, safe=_URL_SAFE)
+
+
+def _url_or_text(label: str, url: str | None, limit: int = 120) -> str:
+    """A link when ``url`` is the Cloud console, else ``label`` and the URL as code (inert).
+    ``label`` is already escaped."""
+    target = _link_target(url)
+    if target is not None:
+        return f"[{label}]({target})"
+    if not url:
+        return label
+    # inert in a code span; the scheme is split too, so a copy of it is not a working link either
+    shown = _SCHEME.sub(lambda m: m.group(0)[:-1] + _ZWSP + ":", _code(url, limit), count=1)
+    return f"{label} (`{shown}`)"
 
 
 def _path_part(text: str) -> str:
@@ -437,12 +487,13 @@ def _url(incident: Incident | None) -> str | None:
 
 
 def _incident_link(incident: Incident) -> str:
-    label = _inline(incident.incident_id or "incident", 60)
-    return f"[{label}]({_safe_url(incident.url)})" if incident.url else label
+    return _url_or_text(_inline(incident.incident_id or "incident", 60), incident.url)
 
 
 def _ticket_ref(ticket: str) -> str:
-    return _inline(ticket, 200) if not ticket.startswith("https://") else f"<{_safe_url(ticket)}>"
+    """The earlier ticket: the tracker's own URL (an autolink), or its id as text."""
+    target = _link_target(ticket, host=None)
+    return f"<{target}>" if target is not None else _inline(ticket, 200)
 
 
 def _value_ms(value: str | None) -> str:

@@ -15,6 +15,7 @@ FingerprintField = Literal["project", "environment", "proxy", "family", "proposa
 # Never shared between projects or environments; proxy is required because evidence is per proxy.
 FINGERPRINT_FIELDS: tuple[FingerprintField, ...] = ("project", "environment", "proxy", "family", "proposal")
 REQUIRED_FINGERPRINT_FIELDS: tuple[FingerprintField, ...] = ("project", "environment", "proxy")
+OWNER_LABEL = "gatehouse-owner"  # the proxy label registration writes its owner id into
 GITHUB_BODY_LIMIT = 65_536  # characters
 JIRA_BODY_LIMIT = 32_767  # characters, description and comment alike
 
@@ -33,6 +34,15 @@ class TicketSettings(BaseModel):
         "proposal",
     )
     labels: tuple[str, ...] = ("gatehouse", "apigee-latency")
+
+    # what this installation looks after: the Apigee organization its stats and bundle reads go to
+    # (proposals name it, never an incident's scoping project; incidents labelled with another org
+    # are acknowledged without a ticket; "" accepts any), and the owner id registration labels its
+    # proxies with. Incidents for proxies without that label get no ticket unless
+    # ``include_unowned_proxies`` (teams that want tickets for hand-made proxies too).
+    apigee_org: str = ""
+    owner_id: str = "gatehouse"
+    include_unowned_proxies: bool = False
 
     # lifecycle
     reopen_window_seconds: float = Field(default=7 * 86400, ge=0)

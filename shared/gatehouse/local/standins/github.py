@@ -25,8 +25,10 @@ Test hooks, as on the Google stand-ins (never counted, never faulted): ``GET /_s
 /_standin/faults`` ``{"latency_ms", "error_rate", "statuses", "routes", "seed", "times"}`` (``times``:
 fail at most that many calls, then the fault is spent; an injected 429 carries ``Retry-After: 1``,
 a 403 is an exhausted primary limit with ``x-ratelimit-remaining: 0`` and a reset one second
-ahead), ``GET /_standin/state``, and ``POST /_standin/github/pulls`` ``{"repo": "o/r", "title",
-"labels"}`` to add a pull request (to check that listings skip them).
+ahead), ``GET /_standin/state``, ``POST /_standin/github/pulls`` ``{"repo": "o/r", "title",
+"labels"}`` to add a pull request (to check that listings skip them), and ``POST
+/_standin/github/tokens`` ``{"token", "push": false}`` to make a token one without push access:
+as on GitHub, the labels it sets on new issues (and in updates) are dropped silently.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class GitHub:
         self.state_file = Path(state_file) if state_file else None
         self.calls: Counter[str] = Counter()
         self.faults = Faults()
-        self.state: dict[str, Any] = {"next_id": 1, "next_comment_id": 1, "repos": {}}
+        self.state: dict[str, Any] = {"next_id": 1, "next_comment_id": 1, "repos": {}, "tokens": {}}
         if self.state_file and self.state_file.exists():
             self.state.update(json.loads(self.state_file.read_text(encoding="utf-8")))
 
@@ -334,9 +336,18 @@ class GitHub:
         headers = {"Link": ", ".join(links)} if links else None
         return _json([self._render(base, owner, name, i) for i in chunk], 200, headers)
 
+    def _can_push(self, request: Request) -> bool:
+        """Tokens are full-access unless registered otherwise (``POST /_standin/github/tokens``)."""
+        token = request.headers.get("Authorization", "").partition(" ")[2].strip()
+        grant = self.state.get("tokens", {}).get(token)
+        return not isinstance(grant, dict) or grant.get("push") is not False
+
     def create_issue(self, call: Call) -> Response:
         body = call.body
-        issue = self.add_issue(call.owner, call.name, body.get("title"), body.get("body"), body.get("labels"))
+        # "Only users with push access can set labels for new issues. Labels are silently dropped
+        # otherwise." (GitHub REST docs, Create an issue)
+        labels = body.get("labels") if self._can_push(call.request) else None
+        issue = self.add_issue(call.owner, call.name, body.get("title"), body.get("body"), labels)
         out = self._render(call.base, call.owner, call.name, issue)
         return _json(out, 201, {"Location": out["url"]})
 
@@ -371,7 +382,7 @@ class GitHub:
             issue["title"] = body["title"][:MAX_TITLE]
         if "body" in body:
             issue["body"] = body["body"]
-        if "labels" in body:
+        if "labels" in body and self._can_push(call.request):  # silently ignored without push access
             issue["labels"] = self._labels(repo, body["labels"])
         issue["state"], issue["state_reason"], issue["updated_at"] = state, reason, _now()
         self.changed()
@@ -480,6 +491,15 @@ class GitHub:
         if route == ("GET", "/_standin/state"):
             with self.lock:
                 return _json(self.state)
+        if route == ("POST", "/_standin/github/tokens"):
+            spec = request.get_json(silent=True)
+            token = spec.get("token") if isinstance(spec, dict) else None
+            if not isinstance(spec, dict) or not isinstance(token, str) or not token.strip():
+                raise GitHubError(400, 'body must be {"token": "...", "push": true|false}')
+            with self.lock:
+                self.state.setdefault("tokens", {})[token] = {"push": spec.get("push", True) is not False}
+                self.changed()
+                return _json(self.state["tokens"][token])
         if route == ("POST", "/_standin/github/pulls"):
             spec = request.get_json(silent=True)
             repo = spec.get("repo", "") if isinstance(spec, dict) else ""
