@@ -185,8 +185,7 @@ def seed_proxy(state: dict[str, Any], proxy: str, *, owner: str | None = None) -
         requests.post(
             base,
             params={"name": proxy, "action": "import"},
-            data=buffer.getvalue(),
-            headers={"Content-Type": "application/octet-stream"},
+            files={"file": (f"{proxy}.zip", buffer.getvalue(), "application/zip")},  # as apis.create takes it
             timeout=30,
         ).raise_for_status()
     requests.patch(
