@@ -3,9 +3,10 @@
 Production: log sink -> Pub/Sub topic -> push -> ``on_run_event``; commands topic (and Secret
 Manager's SECRET_ROTATE notifications) -> ``on_command``; Cloud Monitoring -> alerts topic -> pull
 subscription drained by the ``latency-tickets`` job; Cloud Scheduler -> Cloud Run jobs. Here: the
-real Pub/Sub and Firestore emulators; stand-ins for the Cloud Run Admin API (which also publishes
-the sink's audit entries and runs jobs as local processes), Apigee, IAM, Secret Manager, Org Policy
-and GitHub Issues; both functions under functions-framework behind push subscriptions.
+real Pub/Sub and Firestore emulators; gcp-storage-emulator (PyPI) for Cloud Storage; stand-ins for
+the Cloud Run Admin API (which also publishes the sink's audit entries and runs jobs as local
+processes), Apigee, IAM, Secret Manager, Org Policy and GitHub Issues; both functions under
+functions-framework behind push subscriptions.
 Everything binds to 127.0.0.1 on free ports, so stacks with different state directories coexist.
 """
 
@@ -31,6 +32,7 @@ from gatehouse.local.processes import (
     start_firestore_emulator,
     start_pubsub_emulator,
     start_python,
+    start_storage_emulator,
     stop,
 )
 
@@ -87,6 +89,7 @@ _REQUIRED = (
     "tracker_token_secret",
     "pubsub_emulator",
     "firestore_emulator",
+    "storage",
     *STANDINS,
     "subscriptions",
 )
@@ -126,6 +129,7 @@ def endpoints(state: dict[str, Any]) -> dict[str, tuple[str, int]]:
     named = {
         "pubsub emulator": f"//{state.get('pubsub_emulator', '')}",
         "firestore emulator": f"//{state.get('firestore_emulator', '')}",
+        "storage emulator": str(state.get("storage", "")),
         **{f"{name} stand-in": str(state.get(name, "")) for name in STANDINS},
         **{name: str(url) for name, url in dict(state.get("functions") or {}).items()},
     }
@@ -177,6 +181,8 @@ def settings_env(state: dict[str, Any]) -> dict[str, str]:
     return {
         "PUBSUB_EMULATOR_HOST": state["pubsub_emulator"],
         "FIRESTORE_EMULATOR_HOST": state["firestore_emulator"],
+        # google-cloud-storage's documented switch: no credentials, this endpoint
+        "STORAGE_EMULATOR_HOST": state["storage"],
         "GOOGLE_CLOUD_PROJECT": state["project"],
         "GATEHOUSE_ANONYMOUS_CREDENTIALS": "true",
         "GATEHOUSE_APIGEE_ENDPOINT": state["apigee"],
@@ -269,15 +275,16 @@ def up(
     logs = state_dir / "logs"
     started: list[Managed] = []
     try:
-        log("starting the Pub/Sub and Firestore emulators")
+        log("starting the Pub/Sub, Firestore and Cloud Storage emulators")
         _start_all(
             started,
             {
                 "pubsub": lambda: start_pubsub_emulator(logs),
                 "firestore": lambda: start_firestore_emulator(logs),
+                "storage": lambda: start_storage_emulator(logs, state_dir / "storage", PROJECT_NUMBER),
             },
         )
-        pubsub, firestore = started
+        pubsub, firestore, storage = started
         topics = {k: f"projects/{PROJECT}/topics/{v}" for k, v in TOPICS.items()}
         _create_topics(pubsub.host_port, topics)
 
@@ -295,6 +302,7 @@ def up(
             "tracker_token_secret": TRACKER_TOKEN_SECRET,
             "pubsub_emulator": pubsub.host_port,
             "firestore_emulator": firestore.host_port,
+            "storage": storage.url,
             **{name: f"http://127.0.0.1:{ports[name]}" for name in STANDINS},
             "functions": {t: f"http://127.0.0.1:{ports[t]}" for t in ("on_run_event", "on_command")},
             "jobs": {job: f"projects/{PROJECT}/locations/{REGION}/jobs/{job}" for job in JOBS},
