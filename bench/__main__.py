@@ -19,6 +19,16 @@ Jobs:
 - ``tickets_storm``: 10,000 notifications for 20 proxies through Pub/Sub, tickets job with the
   hourly cap at 10 and at 20, vs publishing and draining the same messages without processing.
 
+Imports:
+
+- ``imports``: the import cost of each runtime dependency and entry point vs a bare interpreter.
+
+``--smoke`` runs every benchmark at a small size (each module's ``SMOKE`` sizes) to show that it
+still runs end to end: `make test` does (tests/test_bench_smoke.py). Smoke timings are not
+measurements (their targets are for the full sizes on a quiet machine), so a smoke run judges only
+the figures that count things (calls, writes, tickets, messages), which hold at any size, and
+fails on any error. Its results go to ``bench/results/smoke/``, never over the full-size results.
+
 Every benchmark starts and stops its own processes, on 127.0.0.1 only, and is bounded by timeouts.
 """
 
@@ -39,7 +49,8 @@ from bench.harness import RESULTS, log, quiet_gatehouse_logs
 
 REGISTRATION = ("cold_start", "calls_per_service", "noop_sweep", "burst")
 JOBS = ("rotation", "tickets_storm")
-BENCHMARKS = REGISTRATION + JOBS
+OTHERS = ("imports",)
+BENCHMARKS = REGISTRATION + JOBS + OTHERS
 
 
 def _interrupt_on_sigterm() -> None:
@@ -51,10 +62,27 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+TIMINGS = ("s", "ms")  # figure units a smoke run does not judge
+
+
+def judged_failures(result: dict[str, Any]) -> list[str]:
+    """The figures that failed their target (at smoke size: only those that count things)."""
+    smoke = result.get("size") == "smoke"
+    return [
+        f"{name}: {f.get('figure')}"
+        for name, bench in result["benchmarks"].items()
+        for f in bench.get("figures", [])
+        if f.get("pass") is False and not (smoke and f.get("unit") in TIMINGS)
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)} (default: all)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="small sizes: check that every benchmark still runs (make test)"
     )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(BENCHMARKS))
@@ -66,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     result: dict[str, Any] = {
+        "size": "smoke" if args.smoke else "full",
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
@@ -78,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"== {name}")
         began = time.perf_counter()
         try:
-            outcome = importlib.import_module(f"bench.{name}").run()
+            outcome = dict(importlib.import_module(f"bench.{name}").run(smoke=args.smoke))
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             traceback.print_exc()
             outcome = {"error": f"{type(exc).__name__}: {exc}"}
@@ -87,30 +116,31 @@ def main(argv: list[str] | None = None) -> int:
         result["benchmarks"][name] = outcome
         log(f"== {name} done in {outcome['elapsed_s']:.1f}s")
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
-    result["all_pass"] = not failed and all(
-        f["pass"] is not False for b in result["benchmarks"].values() for f in b.get("figures", [])
-    )
+    result["all_pass"] = not failed and not judged_failures(result)
 
     text = json.dumps(result, indent=2)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = RESULTS / "smoke" if args.smoke else RESULTS
+    results.mkdir(parents=True, exist_ok=True)
     files = {"registration": [n for n in names if n in REGISTRATION]}
-    files.update({n: [n] for n in names if n in JOBS})
+    files.update({n: [n] for n in names if n in JOBS + OTHERS})
     for stem, members in files.items():
         if not members:
             continue
         part = {k: v for k, v in result.items() if k not in ("benchmarks", "elapsed_s", "all_pass")}
         part["benchmarks"] = {n: result["benchmarks"][n] for n in members}
         part["elapsed_s"] = round(sum(b["elapsed_s"] for b in part["benchmarks"].values()), 1)
-        part["all_pass"] = all(
-            "error" not in b and all(f["pass"] is not False for f in b.get("figures", []))
-            for b in part["benchmarks"].values()
+        part["all_pass"] = all("error" not in b for b in part["benchmarks"].values()) and not judged_failures(
+            part
         )
-        out = RESULTS / f"{stem}.json"
+        out = results / f"{stem}.json"
         out.write_text(json.dumps(part, indent=2) + "\n")
         log(f"wrote {out}")
     print(text)
     log(f"{result['elapsed_s']:.1f}s in all")
-    return 1 if failed else 0
+    for failure in judged_failures(result):
+        log(f"FAILED {failure}")
+    # a full run reports missed targets in its JSON; a smoke run is a check, and fails on them
+    return 1 if failed or (args.smoke and not result["all_pass"]) else 0
 
 
 if __name__ == "__main__":

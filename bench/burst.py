@@ -53,6 +53,7 @@ from bench.harness import (
     percentile,
     read_stats,
     reset_stats,
+    sized,
     wait_until,
 )
 
@@ -201,7 +202,16 @@ def _apigee_calls(calls: CallCount) -> float:
     return sum(n for route, n in calls.by_route.items() if route.startswith("apigee: "))
 
 
-def run() -> dict[str, Any]:
+# smoke size: the same code at sizes that finish in seconds (`python -m bench --smoke`, run by make test)
+SMOKE: dict[str, Any] = {"SERVICES": 4}
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    with sized(globals(), SMOKE if smoke else {}):
+        return _measure()
+
+
+def _measure() -> dict[str, Any]:
     names = [f"burst-{i:02d}" for i in range(SERVICES)]
     with local_stack("burst") as state:
         burst = _burst(state, names)

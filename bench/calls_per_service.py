@@ -34,6 +34,7 @@ from bench.harness import (
     log,
     read_stats,
     reset_stats,
+    sized,
 )
 from gatehouse.local.stack import ENVIRONMENT, ORGANIZATION, settings_env
 
@@ -91,7 +92,16 @@ def _in_process(state: dict[str, Any]) -> dict[str, CallCount]:
     return counts
 
 
-def run() -> dict[str, Any]:
+# smoke size: the same code at sizes that finish in seconds (`python -m bench --smoke`, run by make test)
+SMOKE: dict[str, Any] = {}
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    with sized(globals(), SMOKE if smoke else {}):
+        return _measure()
+
+
+def _measure() -> dict[str, Any]:
     with local_stack("calls_per_service") as state:
         real = _through_pubsub(state)
         floor = _in_process(state)

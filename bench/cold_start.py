@@ -46,6 +46,7 @@ from typing import Any
 import requests
 
 from bench.harness import (
+    REPO,
     BenchError,
     Outcomes,
     PushRecorder,
@@ -57,10 +58,11 @@ from bench.harness import (
     log,
     median,
     ms,
+    sized,
     wait_until,
 )
 from gatehouse.local.processes import alive, free_port, spawn, stop
-from gatehouse.local.stack import REPO, settings_env
+from gatehouse.local.stack import settings_env
 
 ROUNDS = 7
 WARMUP = "cold-warmup"  # the service of the discarded first round
@@ -234,7 +236,16 @@ def import_profile() -> dict[str, float]:
     return {label: ms(median([r[i] for r in runs])) for i, (label, _) in enumerate(IMPORT_STEPS)}
 
 
-def run() -> dict[str, Any]:
+# smoke size: the same code at sizes that finish in seconds (`python -m bench --smoke`, run by make test)
+SMOKE: dict[str, Any] = {"ROUNDS": 1}
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    with sized(globals(), SMOKE if smoke else {}):
+        return _measure()
+
+
+def _measure() -> dict[str, Any]:
     with local_stack("cold_start") as state:
         names = [WARMUP, *(f"cold-{i:02d}" for i in range(ROUNDS))]
         log(f"cold_start: creating {len(names)} services and recording their audit pushes")

@@ -32,6 +32,7 @@ import requests
 T = TypeVar("T")
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = RESULTS.parents[1]  # the checkout: functions/main.py, bench/bare_function.py
 _T0 = time.perf_counter()
 
 
@@ -103,6 +104,22 @@ def wait_until(probe: Callable[[], T | None], *, timeout: float, what: str, inte
 
 
 # -- processes and environment ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sized(namespace: dict[str, Any], sizes: dict[str, Any]) -> Iterator[None]:
+    """A benchmark module's size constants replaced for the block: ``run(smoke=True)`` runs the same
+    code at its SMOKE sizes (what `make test` runs, so that a refactor cannot break a benchmark
+    silently); full sizes stay the module's constants."""
+    unknown = sorted(set(sizes) - set(namespace))
+    if unknown:
+        raise BenchError(f"smoke sizes for constants the benchmark does not have: {', '.join(unknown)}")
+    saved = {name: namespace[name] for name in sizes}
+    namespace.update(sizes)
+    try:
+        yield
+    finally:
+        namespace.update(saved)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,8 @@ the reader sees both what the interpreter costs and what a dependency adds. Shar
 (protobuf, grpc, google.api_core) are paid once per process, so the figures do not add up; the last
 rows measure what each entry point imports before it can serve its first request.
 
-Run: ``python -m bench.imports`` (prints JSON, writes bench/results/imports.json).
+Run: ``python -m bench.imports`` (prints JSON, writes bench/results/imports.json), or as one of
+``python -m bench``.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def _time(code: str, runs: int = 5) -> float:
     return statistics.median(samples) * 1000
 
 
-def run() -> dict[str, object]:
-    baseline = _time("pass")
+def run(smoke: bool = False) -> dict[str, object]:
+    runs = 1 if smoke else 5  # smoke: every import still happens, once
+    baseline = _time("pass", runs)
     figures = []
     for label, module in {**MODULES, **{k: None for k in ENTRY_POINTS}}.items():
         code = ENTRY_POINTS.get(label) or f"import {module}"
@@ -66,7 +68,7 @@ def run() -> dict[str, object]:
             except subprocess.CalledProcessError:
                 figures.append({"import": label, "module": module, "ms": None, "note": "not installed"})
                 continue
-        total = _time(code)
+        total = _time(code, runs)
         figures.append(
             {
                 "import": label,

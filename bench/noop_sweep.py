@@ -43,6 +43,7 @@ from typing import Any
 import requests
 
 from bench.harness import (
+    REPO,
     BenchError,
     CallCount,
     RunFleet,
@@ -55,11 +56,11 @@ from bench.harness import (
     read_stats,
     reset_stats,
     set_latency,
+    sized,
 )
 from gatehouse.local.processes import Managed, free_port, start_python, stop
 from gatehouse.local.stack import ENVIRONMENT, ORGANIZATION, settings_env
 
-REPO = Path(__file__).resolve().parents[1]  # the checkout (gatehouse.local.stack no longer exports it)
 SERVICES = 1000
 LATENCY_MS = 50
 TARGET_CALLS = 50
@@ -228,7 +229,16 @@ def _phases(state: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def run() -> dict[str, Any]:
+# smoke size: the same code at sizes that finish in seconds (`python -m bench --smoke`, run by make test)
+SMOKE: dict[str, Any] = {"SERVICES": 20, "REPEATS": 1, "CLI_REPEATS": 1, "DRIFT_REPEATS": 1}
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    with sized(globals(), SMOKE if smoke else {}):
+        return _measure()
+
+
+def _measure() -> dict[str, Any]:
     with local_stack("noop_sweep") as stack_state, ExitStack() as cleanup:
         urls = _standins(cleanup, Path(stack_state["state_dir"]) / "logs")
         state = {**stack_state, **urls}

@@ -60,6 +60,7 @@ from bench.harness import (
     ms,
     reset_standin_calls,
     set_standin_latency,
+    sized,
     standin_calls,
     time_limit,
 )
@@ -466,7 +467,16 @@ def _run_figures(
     ]
 
 
-def run() -> dict[str, Any]:
+# smoke size: the same code at sizes that finish in seconds (`python -m bench --smoke`, run by make test)
+SMOKE: dict[str, Any] = {"SA_KEYS": 3, "GENERATED": 2, "TARGETS": 5, "PROFILE_TARGETS": (2, 1), "TASKS": 2}
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    with sized(globals(), SMOKE if smoke else {}):
+        return _measure()
+
+
+def _measure() -> dict[str, Any]:
     for leftover in STACK_DIR.glob("logs/*.log"):  # logs of an earlier run; processes never outlive it
         leftover.unlink()
     STACK_DIR.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,7 @@ from bench.harness import (
     log,
     ms,
     reset_standin_calls,
+    sized,
     standin_calls,
     time_limit,
 )
@@ -58,6 +59,7 @@ PROXIES = 20
 RESENDS = 500
 NOTIFICATIONS = PROXIES * RESENDS
 MAX_RUNS = 5
+CAP = 10  # the hourly ticket cap of the first case (the default); the second case has none binding
 RUN_LIMIT_S = 120.0  # one job run
 DRAIN_LIMIT_S = 120.0  # the baseline's pull-and-ack
 
@@ -68,6 +70,7 @@ def _incidents(state: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for i in range(PROXIES):
         proxy = f"storm-{i:02d}"
+        samples.seed_proxy(state, proxy)  # the job tickets only proxies gatehouse owns
         kind, family = ("target", "target") if i % 2 == 0 else ("traffic", "proxy")
         started = samples.seed_stats(state, env, proxy, samples.scenario(kind))
         out.append(
@@ -161,7 +164,8 @@ def _ports(settings: Any, config: Any, timer: PortTimer) -> tuple[Any, dict[str,
         "tracker creations (issues, comments)": _LimiterProbe(http.creates),
     }
     analytics.limiter = probes["analytics (stats calls)"]
-    analytics.client.limiter = probes["Apigee management client (stats + bundle reads)"]
+    # the limiter lives on the shared REST session; ApigeeClient.limiter only reads it
+    analytics.client.http.limiter = probes["Apigee management client (stats + bundle reads)"]
     http.creates = probes["tracker creations (issues, comments)"]
     timed = dataclasses.replace(
         ports,
@@ -203,7 +207,7 @@ def _storm(state: dict[str, Any], cap: int, incidents: list[dict[str, Any]]) -> 
     log(f"tickets_storm cap {cap}: published {NOTIFICATIONS} in {published:.2f}s")
     settings = load_settings()
     config = load_tickets_config().model_copy(update={"max_new_per_hour": cap})
-    ticket_settings = runtime.ticket_settings(config)
+    ticket_settings = runtime.ticket_settings(config, settings)
     urls = {name: state[name] for name in ("apigee", "github", "secretmanager")}
     runs: list[dict[str, Any]] = []
     for attempt in range(1, MAX_RUNS + 1):
@@ -384,7 +388,16 @@ def _case_figures(case: dict[str, Any], baseline: dict[str, float]) -> list[dict
     ]
 
 
-def run() -> dict[str, Any]:
+# smoke size: the same code at sizes that finish in seconds (`python -m bench --smoke`, run by make test)
+SMOKE: dict[str, Any] = {"PROXIES": 3, "RESENDS": 5, "NOTIFICATIONS": 15, "CAP": 2}
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    with sized(globals(), SMOKE if smoke else {}):
+        return _measure()
+
+
+def _measure() -> dict[str, Any]:
     load = {"before": [round(x, 2) for x in os.getloadavg()]}
     cases = []
     with local_stack("tickets_storm") as state:
@@ -395,7 +408,7 @@ def run() -> dict[str, Any]:
             f"tickets_storm baseline: publish {publish_only:.2f}s, pull+ack {drain['seconds']:.2f}s "
             f"({drain['pulls']} pulls; the final empty one {drain['final_empty_pull_s']:.2f}s)"
         )
-        cases.append(_storm(state, 10, incidents))
+        cases.append(_storm(state, CAP, incidents))
     with local_stack("tickets_storm_cap20") as state:
         cases.append(_storm(state, PROXIES, _incidents(state)))
     load["after"] = [round(x, 2) for x in os.getloadavg()]

@@ -275,7 +275,7 @@ def test_the_job_gets_the_organization_owner_and_unowned_setting_from_the_enviro
         "team-a",
         True,
     )
-    assert runtime.ticket_settings(TicketsConfig()).include_unowned_proxies is False
+    assert runtime.ticket_settings(TicketsConfig(), Settings()).include_unowned_proxies is False
 
 
 def test_tickets_for_hand_made_proxies_when_configured() -> None:

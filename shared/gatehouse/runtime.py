@@ -99,13 +99,13 @@ def secretmanager_client(settings: Settings) -> Any:
     )
 
 
-def ticket_settings(config: TicketsConfig, settings: Settings | None = None) -> TicketSettings:
-    """The tickets job's settings; ``settings`` gives the Apigee organization and owner id."""
+def ticket_settings(config: TicketsConfig, settings: Settings) -> TicketSettings:
+    """The tickets job's settings; ``settings`` gives the Apigee organization and owner id (required:
+    without the owner id the job would ticket no proxy at all)."""
     from gatehouse.tickets.settings import JIRA_BODY_LIMIT, TicketSettings
 
     extra: dict[str, Any] = {"max_body_chars": JIRA_BODY_LIMIT} if config.tracker == "jira" else {}
-    if settings is not None:
-        extra.update(apigee_org=settings.apigee_org, owner_id=settings.owner_id)
+    extra.update(apigee_org=settings.apigee_org, owner_id=settings.owner_id)
     return TicketSettings(
         include_unowned_proxies=config.include_unowned_proxies,
         fingerprint_fields=tuple(config.fingerprint_fields),  # type: ignore[arg-type]
