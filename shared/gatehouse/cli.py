@@ -417,6 +417,47 @@ def inventory(as_json: bool, html_file: Path | None, live_states: bool, no_ticke
         sys.exit(EXIT_FAILED)
 
 
+@cli.command()
+@click.argument("resource", metavar="SERVICE|SECRET|PROXY")
+@click.option("--since", default="30d", show_default=True, help="How far back: 90m, 12h, 30d, 2w.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per row.")
+def history(resource: str, since: str, as_json: bool) -> None:
+    """What gatehouse did to one service, secret or proxy, from its own entries in Cloud Logging:
+    time, trigger (audit entry, sweep, command, schedule), correlation id, actions and outcome.
+
+    SERVICE is projects/P/locations/R/services/S, SECRET projects/P/secrets/S; a bare name is
+    looked up as a proxy, a service of the one configured project and region, and a secret."""
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    from gatehouse.cli_views import print_history
+    from gatehouse.exposure import proxy_name
+    from gatehouse.inventory import history as timeline
+
+    window = timeline.parse_since(since)
+    settings = _settings()
+    target = timeline.resource(
+        resource,
+        projects=settings.projects,
+        regions=settings.regions,
+        project_numbers=settings.project_numbers,
+        proxy_of=proxy_name,
+    )
+    project = settings.logging_project or (settings.projects[0] if settings.projects else "")
+    _require(GATEHOUSE_PROJECTS=project)
+    _connect(settings)
+    from gatehouse.adapters.logreader import LogReader
+
+    reader = LogReader(project, endpoint=settings.logging_endpoint, anonymous=settings.anonymous_credentials)
+    query = timeline.query(target, since=datetime.now(UTC) - window)
+    rows = timeline.timeline(reader.entries(query, limit=timeline.MAX_ENTRIES))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(asdict(row), sort_keys=True))
+        return
+    print_history(rows, resource=resource, since=since)
+
+
 # -- rotation ---------------------------------------------------------------------------------------
 
 

@@ -444,3 +444,25 @@ def print_inventory(inventory: Any, *, console: Console | None = None) -> None:
     console.print(
         cell("history of a service: gatehouse history SERVICE (see the JSON's history field)", "dim")
     )
+
+
+def print_history(rows: Sequence[Any], *, resource: str, since: str, console: Console | None = None) -> None:
+    """One row per event, sweep, command or run that touched the resource, oldest first."""
+    from gatehouse.inventory.render import visible
+
+    console = console or _console()
+    if not rows:
+        console.print(_text(f"nothing logged about {visible(resource)} in the last {since}"))
+        return
+    table = []
+    for r in rows:
+        outcome = _text(r.outcome, _STYLE.get(r.outcome, "red" if r.outcome in ("failed", "refused") else ""))
+        table.append(
+            [
+                _text(_when(r.time[:19] + "Z" if len(r.time) >= 19 else r.time)),
+                _where(r.trigger, r.correlation_id),
+                outcome,
+                _text("\n".join(f"- {visible(a)}" for a in r.actions), "dim"),
+            ]
+        )
+    _print_table(console, ("time", "trigger", "outcome", "actions"), table)

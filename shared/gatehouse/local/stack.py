@@ -4,8 +4,8 @@ Production: log sink -> Pub/Sub topic -> push -> ``on_run_event``; commands topi
 Manager's SECRET_ROTATE notifications) -> ``on_command``; Cloud Monitoring -> alerts topic -> pull
 subscription drained by the ``latency-tickets`` job; Cloud Scheduler -> Cloud Run jobs. Here: the
 real Pub/Sub and Firestore emulators; stand-ins for the Cloud Run Admin API (which also publishes
-the sink's audit entries and runs jobs as local processes), Apigee, IAM, Secret Manager, Org Policy
-and GitHub Issues; both functions under functions-framework behind push subscriptions.
+the sink's audit entries and runs jobs as local processes), Apigee, IAM, Secret Manager, Org Policy,
+GitHub Issues and Cloud Logging (entries.list over the stack's own log lines); both functions under functions-framework behind push subscriptions.
 Everything binds to 127.0.0.1 on free ports, so stacks with different state directories coexist.
 """
 
@@ -67,7 +67,7 @@ TOPICS = {
     "alerts": "gatehouse-alerts",
     "dead_letter": "gatehouse-dead-letter",
 }
-STANDINS = ("apigee", "cloudrun", "iam", "secretmanager", "orgpolicy", "github")
+STANDINS = ("apigee", "cloudrun", "iam", "secretmanager", "orgpolicy", "github", "logging")
 STATE_FILE = "stack.json"
 # what functions-framework loads: the package's own module, so an installed wheel runs the stack too
 FUNCTIONS_SOURCE = Path(__file__).resolve().parents[1] / "entrypoints" / "functions.py"
@@ -186,6 +186,7 @@ def settings_env(state: dict[str, Any]) -> dict[str, str]:
         "GATEHOUSE_SECRETMANAGER_ENDPOINT": state["secretmanager"],
         "GATEHOUSE_IAM_ENDPOINT": state["iam"],
         "GATEHOUSE_ORGPOLICY_ENDPOINT": state["orgpolicy"],
+        "GATEHOUSE_LOGGING_ENDPOINT": state["logging"],
         "GATEHOUSE_PROJECTS": state["project"],
         "GATEHOUSE_REGIONS": state["region"],
         "GATEHOUSE_PROJECT_NUMBERS": f"{state['project']}={state['project_number']}",
@@ -241,6 +242,8 @@ def _standin_argv(
         argv += [arg for job, module in JOBS.items() for arg in ("--job", f"{job}={module}")]
     elif name == "secretmanager":
         argv += numbers
+    elif name == "logging":  # entries.list over the stack's own JSON log lines
+        argv += ["--log-dir", str(state_dir / "logs"), "--project", PROJECT]
     return argv
 
 
@@ -331,7 +334,10 @@ def up(
                 str(ports[target]),
             ]
             starters[target] = _starter(target, argv, ports[target], logs, runtime_env, ready="/")
-        log("starting the stand-ins (Apigee, Cloud Run, IAM, Secret Manager, Org Policy, GitHub), functions")
+        log(
+            "starting the stand-ins (Apigee, Cloud Run, IAM, Secret Manager, Org Policy, GitHub, Logging), "
+            "functions"
+        )
         _start_all(started, starters)
         _create_subscriptions(pubsub.host_port, topics, state["functions"])
         _seed(state)
