@@ -16,6 +16,7 @@ locals {
       env = {
         GATEHOUSE_RECONCILE_MODE          = "apply" # the nightly sweep converges; `plan` via a command
         GATEHOUSE_APIGEE_CALLS_PER_MINUTE = tostring(var.apigee_calls_per_minute["reconcile"])
+        GATEHOUSE_INVENTORY_BUCKET        = google_storage_bucket.inventory.name # inventory.tf
       }
     }
     "rotate-credentials" = {

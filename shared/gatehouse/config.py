@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     orgpolicy_endpoint: str | None = None
     # Cloud Logging (`gatehouse history` reads entries.list); None: logging.googleapis.com
     logging_endpoint: str | None = None
+    # the bucket the nightly reconcile job publishes inventory.html and inventory.json to ("": none)
+    inventory_bucket: str = ""
     # the project whose logs hold gatehouse's entries (default: the first of GATEHOUSE_PROJECTS)
     logging_project: str | None = None
 
