@@ -38,7 +38,7 @@ from typing import Any
 from bench.harness import RESULTS, log, quiet_gatehouse_logs
 
 REGISTRATION = ("cold_start", "calls_per_service", "noop_sweep", "burst")
-JOBS = ("rotation", "tickets_storm")
+JOBS = ("rotation", "tickets_storm", "inventory")
 BENCHMARKS = REGISTRATION + JOBS
 
 
