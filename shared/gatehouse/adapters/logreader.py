@@ -53,7 +53,7 @@ class LogReader:
                     if isinstance(entry.payload, dict)
                     else {"message": entry.payload},
                 }
-        except gexc.InvalidArgument as exc:
+        except gexc.BadRequest as exc:  # INVALID_ARGUMENT (over HTTP: 400): the filter
             raise InputError(f"Cloud Logging refused the query: {exc.message}") from None
         except gexc.GoogleAPICallError as exc:
             raise map_google_error(exc, "list log entries") from None

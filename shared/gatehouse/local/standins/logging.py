@@ -38,6 +38,7 @@ from gatehouse.local.standins.server import (
 
 _TOKEN = re.compile(r'\s*(?:(\()|(\))|("(?:[^"\\]|\\.)*")|(>=|<=|!=|=|>|<|:)|([A-Za-z_][A-Za-z0-9_./-]*))')
 _SEVERITIES = ["DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"]
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 _LIFTED = ("severity", "time", "logging.googleapis.com/labels", "logging.googleapis.com/trace")
 
 
@@ -191,8 +192,8 @@ class Logging(StandIn):
                     doc = json.loads(line)
                 except ValueError:
                     continue
-                if not isinstance(doc, dict) or not isinstance(doc.get("time"), str):
-                    continue
+                if not isinstance(doc, dict) or not _RFC3339.fullmatch(str(doc.get("time", ""))):
+                    continue  # Cloud Run would stamp it with the receive time; these are not ours
                 entry: dict[str, Any] = {
                     "logName": f"projects/{self.project}/logs/run.googleapis.com%2Fstdout",
                     "resource": resource,
