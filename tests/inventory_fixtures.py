@@ -107,7 +107,7 @@ def fleet(n: int = 12, *, hostile: bool = True) -> Snapshot:
                 }
             ]
         if hostile and i == 1:
-            annotations = {"gatehouse.dev/base-path": "/bad path " + SCRIPT}  # invalid contract
+            annotations = {"gatehouse.dev/base-path": "/bad path " + SCRIPT + QUOTES}  # invalid contract
         if hostile and i == 6:
             annotations = {"note": "x" * 10_240, "quoted": QUOTES, "rlo": RLO}
         doc = service_doc(name, expose=(i != 5), annotations=annotations, env=env)

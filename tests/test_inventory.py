@@ -88,6 +88,7 @@ def test_html_shows_hostile_values_as_text() -> None:
     assert not any(h.startswith(("javascript:", "data:")) for h in hrefs)
     text = "".join(page.text)
     assert SCRIPT in text and IMG in text  # shown, as text
+    assert '"quoted" & <b>bold</b>' in text and not any(tag == "b" for tag, _ in page.tags)
     assert "\u202e" not in markup and "<U+202E>gnp.exe" in text
     assert "x" * 301 not in markup  # the 10 kB annotation is not copied into the page
     assert len(markup) < 200_000
