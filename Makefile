@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gatehouse-installed
 
-.PHONY: setup demo test lint unit down bench clean checkov
+.PHONY: setup demo test lint unit down bench clean checkov browser
 
 # checkov lives in its own venv inside .venv: its pins would fight requirements/lock.txt
 CHECKOV_VERSION ?= 3.3.30
@@ -43,7 +43,15 @@ unit: setup
 checkov: $(CHECKOV)
 	$(CHECKOV) --directory deploy/terraform --framework terraform --skip-download --quiet --compact
 
-test: lint $(CHECKOV)
+# The inventory page's browser test drives Debian's chromium; installed where apt-get may run (root
+# on Debian/Ubuntu), otherwise the test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "no chromium: tests/test_inventory_browser.py will skip (apt-get install -y chromium)"; fi
+
+test: lint $(CHECKOV) browser
 	CHECKOV=$(CHECKOV) $(BIN)/pytest -q
 
 bench: setup

@@ -18,6 +18,8 @@ Jobs:
   every API the job calls, vs the same at 0 ms (about 6 minutes: the job is sequential).
 - ``tickets_storm``: 10,000 notifications for 20 proxies through Pub/Sub, tickets job with the
   hourly cap at 10 and at 20, vs publishing and draining the same messages without processing.
+- ``inventory``: ``gatehouse inventory`` of 1,000 services at 50 ms latency (calls, wall time, Apigee
+  calls per minute against the configured quota), vs the no-op sweep of the same fleet.
 
 Imports:
 
@@ -48,7 +50,7 @@ from typing import Any
 from bench.harness import RESULTS, log, quiet_gatehouse_logs
 
 REGISTRATION = ("cold_start", "calls_per_service", "noop_sweep", "burst")
-JOBS = ("rotation", "tickets_storm")
+JOBS = ("rotation", "tickets_storm", "inventory")
 OTHERS = ("imports",)
 BENCHMARKS = REGISTRATION + JOBS + OTHERS
 

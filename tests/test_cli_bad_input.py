@@ -134,6 +134,12 @@ STATIC_CASES = [
     ),
     Case("credentials", ("tickets",), ("--plan",), SETTINGS, says=("credentials",)),
     Case("credentials", ("tickets", "list"), (), SETTINGS, says=("credentials",)),
+    Case("credentials", ("inventory",), ("--json",), SETTINGS, says=("credentials",)),
+    Case("credentials", ("history",), ("orders",), SETTINGS, says=("credentials",)),
+    Case("unwritable", ("inventory",), ("--html", "{dir}/a-file/inv.html"), SETTINGS, says=("a-file",)),
+    Case("settings", ("inventory",), (), says=("GATEHOUSE_APIGEE_ORG",)),
+    Case("settings", ("history",), ("orders", "--since", "soon"), SETTINGS, says=("--since",)),
+    Case("name", ("history",), ("a/b/c",), SETTINGS, says=("projects/P/secrets/S",)),
     # no settings at all, or invalid ones
     Case("settings", ("status",), ()),
     Case("settings", ("reconcile",), ("--all", "--plan"), says=("GATEHOUSE_APIGEE_ORG",)),
@@ -174,6 +180,8 @@ STATIC_CASES = [
             (("rotate",), ("--plan",)),
             (("tickets",), ("--plan",)),
             (("tickets", "list"), ()),
+            (("inventory",), ()),
+            (("history",), ("orders",)),
         ]
     ),
     Case(

@@ -44,6 +44,7 @@ CONCERN_FILES = {
     "monitoring.tf",
     "firestore.tf",
     "secrets.tf",
+    "inventory.tf",
 }
 SERVICE_ACCOUNTS = {
     "on-run-event",

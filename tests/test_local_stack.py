@@ -24,6 +24,7 @@ REQUIRED = {
     "secretmanager",
     "orgpolicy",
     "github",
+    "logging",
     "project",
     "region",
     "organization",
@@ -45,7 +46,13 @@ def test_a_second_stack_runs_beside_the_first_and_stops_alone(stack: dict[str, A
         assert set(second) >= REQUIRED
         assert json.loads((tmp_path / "stack.json").read_text())["apigee"] == second["apigee"]
         assert second["apigee"] != stack["apigee"] and second["pubsub_emulator"] != stack["pubsub_emulator"]
-        for url in (second["apigee"], second["cloudrun"], second["secretmanager"], second["github"]):
+        for url in (
+            second["apigee"],
+            second["cloudrun"],
+            second["secretmanager"],
+            second["github"],
+            second["logging"],
+        ):
             assert requests.get(f"{url}/_standin/health", timeout=5).ok
         env = subprocess.run(
             [*cli, "env", "--state-dir", str(tmp_path)],

@@ -60,6 +60,8 @@ locals {
       { role = "custom:apigeeRegistrar", scope = "apigee-project", reason = "converge every proxy gatehouse owns (drift, orphans, lost events)" },
       { role = "roles/iam.serviceAccountUser", scope = "service-account:apigee-proxy", reason = "deploy proxies that run as the proxy identity (iam.serviceAccounts.actAs)" },
       { role = "roles/datastore.user", scope = "project", reason = "leases and outcomes in Firestore" },
+      { role = "roles/iam.serviceAccountViewer", scope = "rotated-service-accounts", reason = "nightly inventory: key ages of the accounts gatehouse rotates" },
+      { role = "roles/secretmanager.secretAccessor", scope = "secret:tracker-token", reason = "nightly inventory: the open tickets, from the tracker" },
     ]
     "rotate" = [
       { role = "custom:secretRotator", scope = "rotation-projects", reason = "find rotation targets, add/test/disable/destroy versions, move version aliases and annotations" },

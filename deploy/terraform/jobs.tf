@@ -16,6 +16,12 @@ locals {
       env = {
         GATEHOUSE_RECONCILE_MODE          = "apply" # the nightly sweep converges; `plan` via a command
         GATEHOUSE_APIGEE_CALLS_PER_MINUTE = tostring(var.apigee_calls_per_minute["reconcile"])
+        GATEHOUSE_INVENTORY_BUCKET        = google_storage_bucket.inventory.name # inventory.tf
+        # the inventory lists the open tickets: the tracker and the token's secret name, never its value
+        GATEHOUSE_TICKETS_TRACKER      = var.ticket_tracker
+        GATEHOUSE_TICKETS_TARGET       = var.ticket_tracker_target
+        GATEHOUSE_TICKETS_TRACKER_URL  = var.ticket_tracker_url
+        GATEHOUSE_TICKETS_TOKEN_SECRET = "${google_secret_manager_secret.tracker_token.id}/versions/latest"
       }
     }
     "rotate-credentials" = {

@@ -75,6 +75,7 @@ resource "google_project_service" "enabled" {
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
+    "storage.googleapis.com",
   ]) : toset([])
 
   project            = var.project_id

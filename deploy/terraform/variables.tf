@@ -383,3 +383,39 @@ variable "operator_notification_channels" {
   type        = list(string)
   default     = []
 }
+
+# -- inventory ------------------------------------------------------------------------------------
+
+variable "inventory_bucket_name" {
+  description = "Bucket for the nightly inventory.html/json (default: <project>-<prefix>-inventory)."
+  type        = string
+  default     = ""
+}
+
+variable "inventory_bucket_location" {
+  description = "Location of the inventory bucket."
+  type        = string
+  default     = "EU"
+}
+
+variable "inventory_readers" {
+  description = "Who may read the inventory page, e.g. [\"group:platform-team@example.com\"]."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for m in var.inventory_readers : can(regex("^(group|user|serviceAccount|domain):", m))]) && !contains(var.inventory_readers, "allUsers") && !contains(var.inventory_readers, "allAuthenticatedUsers")
+    error_message = "inventory_readers are IAM members (group:, user:, serviceAccount:, domain:), never public."
+  }
+}
+
+variable "inventory_history_days" {
+  description = "Days an overwritten inventory page is kept (bucket versioning) before deletion."
+  type        = number
+  default     = 90
+}
+
+variable "inventory_access_log_bucket" {
+  description = "Bucket that receives the inventory bucket's access logs (default: the bucket itself)."
+  type        = string
+  default     = ""
+}

@@ -361,6 +361,103 @@ def status(service: str | None, as_json: bool) -> None:
     print_outcomes(outcomes, as_json=as_json, selected=key)
 
 
+# -- inventory / history ------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the inventory as one JSON document.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Also write the inventory as one self-contained HTML page to FILE.",
+)
+@click.option(
+    "--live-states",
+    is_flag=True,
+    help="Read each deployment's runtime state (one more Apigee call per deployed proxy).",
+)
+@click.option("--no-tickets", is_flag=True, help="Do not read the tracker.")
+def inventory(as_json: bool, html_file: Path | None, live_states: bool, no_tickets: bool) -> None:
+    """One view of the fleet: every service with its proxy, access, last outcome, credentials and
+    open tickets, then conflicts, orphans, drift, rotation targets and the service-account map.
+
+    Read in bulk (README "Inventory"); exit 1 when some read failed (the output says which)."""
+    from gatehouse import runtime
+    from gatehouse.cli_views import print_inventory
+
+    if html_file is not None:
+        _writable_dir(html_file.parent if str(html_file.parent) else Path("."), "--html")
+        if html_file.is_dir():
+            _fail(f"--html {html_file}: is a directory")
+    settings = _settings()
+    _require(
+        GATEHOUSE_APIGEE_ORG=settings.apigee_org,
+        GATEHOUSE_PROJECTS=settings.projects,
+        GATEHOUSE_REGIONS=settings.regions,
+    )
+    _connect(settings)
+    found = runtime.inventory(settings, with_tickets=not no_tickets, live_states=live_states)
+    if html_file is not None:
+        from gatehouse.inventory.render import to_html
+
+        try:
+            html_file.parent.mkdir(parents=True, exist_ok=True)
+            html_file.write_text(to_html(found), encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot write {html_file}: {exc.strerror or exc}")
+    if as_json:
+        from gatehouse.inventory.render import to_json
+
+        click.echo(to_json(found))
+    else:
+        print_inventory(found)
+    if found.incomplete:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("resource", metavar="SERVICE|SECRET|PROXY")
+@click.option("--since", default="30d", show_default=True, help="How far back: 90m, 12h, 30d, 2w.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per row.")
+def history(resource: str, since: str, as_json: bool) -> None:
+    """What gatehouse did to one service, secret or proxy, from its own entries in Cloud Logging:
+    time, trigger (audit entry, sweep, command, schedule), correlation id, actions and outcome.
+
+    SERVICE is projects/P/locations/R/services/S, SECRET projects/P/secrets/S; a bare name is
+    looked up as a proxy, a service of the one configured project and region, and a secret."""
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    from gatehouse.cli_views import print_history
+    from gatehouse.exposure import proxy_name
+    from gatehouse.inventory import history as timeline
+
+    window = timeline.parse_since(since)
+    settings = _settings()
+    target = timeline.resource(
+        resource,
+        projects=settings.projects,
+        regions=settings.regions,
+        project_numbers=settings.project_numbers,
+        proxy_of=proxy_name,
+    )
+    project = settings.logging_project or (settings.projects[0] if settings.projects else "")
+    _require(GATEHOUSE_PROJECTS=project)
+    _connect(settings)
+    from gatehouse.adapters.logreader import LogReader
+
+    reader = LogReader(project, endpoint=settings.logging_endpoint, anonymous=settings.anonymous_credentials)
+    query = timeline.query(target, since=datetime.now(UTC) - window)
+    rows = timeline.timeline(reader.entries(query, limit=timeline.MAX_ENTRIES))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(asdict(row), sort_keys=True))
+        return
+    print_history(rows, resource=resource, since=since)
+
+
 # -- rotation ---------------------------------------------------------------------------------------
 
 
@@ -483,7 +580,9 @@ def tickets_list(as_json: bool) -> None:
     found = runtime.tracker(settings, config).list_tickets(TicketSettings().labels[0])
     if as_json:
         for ticket in found:
-            click.echo(json.dumps(asdict(ticket), sort_keys=True))
+            row = asdict(ticket)
+            row.pop("body", None)  # the description is for the inventory's evidence, not this list
+            click.echo(json.dumps(row, sort_keys=True))
         return
     print_tickets(found)
 

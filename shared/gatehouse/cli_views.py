@@ -47,7 +47,7 @@ def _text(value: object, style: str = "") -> Text:
 # When a table is too wide, prose columns give way first, then the names other than the first column
 # (which says what the row is about) and that one last: a name stays whole on one line as long as
 # the width allows at all, and is folded, never cut, when it does not.
-_PROSE = frozenset({"reason", "actions", "title", "due", "done"})
+_PROSE = frozenset({"reason", "actions", "title", "due", "done", "problems"})
 _PROSE_FLOOR = 20
 _NAME_FLOOR = 8
 _GAP = 3  # between two columns: padding on either side of the (blank) rule of box.SIMPLE_HEAD
@@ -300,3 +300,169 @@ def print_rotation(report: Any, *, console: Console | None = None) -> None:
         console.print(Text.assemble(("error: ", "red"), str(error)))
     counts = ", ".join(f"{n} {k}" for k, n in report.counts().items()) or "no targets"
     console.print(_text(f"{'plan (nothing changed)' if report.mode == 'plan' else 'applied'}: {counts}"))
+
+
+def print_inventory(inventory: Any, *, console: Console | None = None) -> None:
+    """The inventory as tables that read at 80 columns: services (problems first), then the
+    fleet-wide sections. Values pass through ``visible`` (no bidi override reorders a line)."""
+    from rich.text import Text
+
+    from gatehouse.inventory.render import visible
+
+    def cell(value: object, style: str = "") -> Text:
+        return _text(visible(value) if isinstance(value, str) else value, style)
+
+    console = console or _console()
+    summary = inventory.to_dict()["summary"]
+    console.print(
+        cell(
+            f"inventory of {inventory.organization} at {inventory.generated_at}: "
+            f"{summary['services']} services "
+            f"({summary['opted_in']} opted in), {summary['with_problems']} with problems, "
+            f"{summary['open_tickets']} open tickets"
+        )
+    )
+    for failure in inventory.incomplete:
+        console.print(Text.assemble(("incomplete: ", "red"), str(visible(failure))))
+    several_projects = len({s.project for s in inventory.services}) > 1
+    rows = []
+    for s in inventory.services:
+        proxy = cell(s.proxy.name if s.proxy else "-", "" if not s.proxy or s.proxy.owned else "red")
+        if s.proxy:
+            for d in s.proxy.deployments:
+                proxy.append(
+                    f"\n{d.environment} r{d.revision} {d.state}", style="red" if d.state == "ERROR" else "dim"
+                )
+        access = "-" if s.invoker is None else ("invoker" if s.invoker else "NO invoker")
+        outcome = cell(
+            s.outcome.result if s.outcome else "-", _STYLE.get(s.outcome.result, "") if s.outcome else "dim"
+        )
+        outcome.append(f"\n{access}", style="red" if s.invoker is False else "dim")
+        what = cell(
+            "\n".join(f"- {p}" for p in s.problems) if s.problems else ("ok" if s.opted_in else s.exposure)
+        )
+        if not s.problems:
+            what.stylize("dim")
+        rows.append([_where(s.name, s.region, s.project if several_projects else ""), proxy, outcome, what])
+    if rows:
+        console.print()
+        _print_table(console, ("service", "proxy", "outcome", "problems"), rows, title="services")
+    sections: list[tuple[str, tuple[str, ...], list[list[Text]]]] = [
+        (
+            "conflicts (hand-made proxies)",
+            ("proxy", "service", "reason"),
+            [[cell(c.proxy), cell(_place(c.service)[0]), cell(c.reason, "dim")] for c in inventory.conflicts],
+        ),
+        (
+            "orphans (service gone)",
+            ("proxy", "service", "reason"),
+            [
+                [
+                    cell(o.proxy),
+                    cell(_place(o.service)[0]),
+                    cell("deployed in " + (", ".join(o.environments) or "nothing"), "dim"),
+                ]
+                for o in inventory.orphans
+            ],
+        ),
+        (
+            "drift",
+            ("proxy", "service", "reason"),
+            [[cell(d.proxy), cell(_place(d.service)[0]), cell(d.detail, "dim")] for d in inventory.drift],
+        ),
+        (
+            "rotation targets",
+            ("secret", "age", "due", "reason"),
+            [
+                [
+                    _where(_secret(t.secret)[0], t.kind),
+                    cell(
+                        "-"
+                        if t.current_age_days is None
+                        else f"{t.current_age_days:g}/{t.period_days:g} d"
+                        + "".join(
+                            f"\nkey {k.age_days:g} d" + (" (off)" if k.disabled else "") for k in t.keys
+                        )
+                    ),
+                    cell(_when(t.next_due) if t.next_due else "-", "red" if t.overdue else ""),
+                    cell(
+                        "\n".join(
+                            [t.problem] * bool(t.problem)
+                            + [
+                                f"read by {_place(c.name)[0]} ({c.via} {c.detail} @ {c.version})"
+                                for c in t.consumers
+                            ]
+                        ),
+                        "dim",
+                    ),
+                ]
+                for t in inventory.targets
+            ],
+        ),
+        (
+            "service accounts",
+            ("identity", "role", "reason"),
+            [
+                [
+                    cell(a.email),
+                    cell(", ".join(a.roles)),
+                    cell(
+                        "\n".join(
+                            filter(
+                                None,
+                                [
+                                    f"{len(a.routes)} routes" if a.routes else "",
+                                    f"may invoke {len(a.may_invoke)} services" if a.may_invoke else "",
+                                    f"{len(a.keys)} keys" if a.keys else "",
+                                    "secrets: " + ", ".join(_secret(x)[0] for x in a.secrets)
+                                    if a.secrets
+                                    else "",
+                                ],
+                            )
+                        ),
+                        "dim",
+                    ),
+                ]
+                for a in inventory.accounts
+            ],
+        ),
+        (
+            "tickets",
+            ("#", "state", "title"),
+            [
+                [cell(t.id), cell(t.state, "green" if t.state == "open" else "dim"), cell(t.title)]
+                for t in inventory.tickets
+            ],
+        ),
+    ]
+    for title, columns, section_rows in sections:
+        console.print()
+        if section_rows:
+            _print_table(console, columns, section_rows, title=title)
+        else:
+            console.print(cell(f"{title}: none", "dim"))
+    console.print(
+        cell("history of a service: gatehouse history SERVICE (see the JSON's history field)", "dim")
+    )
+
+
+def print_history(rows: Sequence[Any], *, resource: str, since: str, console: Console | None = None) -> None:
+    """One row per event, sweep, command or run that touched the resource, oldest first."""
+    from gatehouse.inventory.render import visible
+
+    console = console or _console()
+    if not rows:
+        console.print(_text(f"nothing logged about {visible(resource)} in the last {since}"))
+        return
+    table = []
+    for r in rows:
+        outcome = _text(r.outcome, _STYLE.get(r.outcome, "red" if r.outcome in ("failed", "refused") else ""))
+        table.append(
+            [
+                _text(_when(r.time[:19] + "Z" if len(r.time) >= 19 else r.time)),
+                _where(r.trigger, r.correlation_id),
+                outcome,
+                _text("\n".join(f"- {visible(a)}" for a in r.actions), "dim"),
+            ]
+        )
+    _print_table(console, ("time", "trigger", "outcome", "actions"), table)

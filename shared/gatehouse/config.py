@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     secretmanager_endpoint: str | None = None
     iam_endpoint: str | None = None
     orgpolicy_endpoint: str | None = None
+    # Cloud Logging (`gatehouse history` reads entries.list); None: logging.googleapis.com
+    logging_endpoint: str | None = None
+    # the bucket the nightly reconcile job publishes inventory.html and inventory.json to ("": none)
+    inventory_bucket: str = ""
+    # the project whose logs hold gatehouse's entries (default: the first of GATEHOUSE_PROJECTS)
+    logging_project: str | None = None
 
     # local stack: endpoints above point at stand-ins, calls go out without credentials
     anonymous_credentials: bool = False

@@ -204,3 +204,71 @@ def rotation_ports(settings: Settings, rotation: RotationSettings) -> RotationPo
         consumers=consumers,
         token_exchange=exchange,
     )
+
+
+def inventory(
+    settings: Settings,
+    *,
+    with_tickets: bool = True,
+    live_states: bool = False,
+    workers: int = 8,
+    progress: Any = None,
+) -> Any:
+    """Read the fleet and build its :class:`gatehouse.inventory.model.Inventory`.
+
+    Rotation targets come from ``GATEHOUSE_ROTATION_*`` settings (projects default to
+    GATEHOUSE_PROJECTS); tickets from the tracker when the tickets settings name one."""
+    from gatehouse.adapters.iam import IamKeyAdmin
+    from gatehouse.adapters.secretmanager import SecretManagerStore
+    from gatehouse.config import load_tickets_config
+    from gatehouse.inventory.gather import InventoryPorts, Scope, gather
+    from gatehouse.inventory.model import Context, build
+    from gatehouse.profiles import load_profiles
+    from gatehouse.rotation.settings import RotationSettings
+
+    rotation = RotationSettings.from_env(os.environ)
+    common: dict[str, Any] = {
+        "anonymous": settings.anonymous_credentials,
+        "retry_attempts": settings.retry_attempts,
+        "retry_max_wait": settings.retry_max_wait_seconds,
+        "timeout": settings.http_timeout_seconds,
+    }
+    tickets = None
+    if with_tickets:
+        config = load_tickets_config()
+        if config.target and config.token_secret:
+            tickets = tracker(settings, config)
+    ports = InventoryPorts(
+        apigee=apigee(settings),
+        cloudrun=cloudrun(settings),
+        coordinator=coordinator(settings),
+        secrets=SecretManagerStore(endpoint=settings.secretmanager_endpoint, **common),
+        keys=IamKeyAdmin(endpoint=settings.iam_endpoint or "https://iam.googleapis.com", **common),
+        tickets=tickets,
+    )
+    scope = Scope(
+        projects=tuple(settings.projects),
+        regions=tuple(settings.regions),
+        owner_id=settings.owner_id,
+        proxy_service_account=settings.proxy_service_account,
+        project_numbers=dict(settings.project_numbers),
+    )
+    snapshot = gather(
+        ports,
+        scope,
+        now=datetime.now(UTC),
+        workers=workers,
+        live_states=live_states,
+        progress=progress,
+        secret_projects=rotation.projects or scope.projects,  # where the rotation job looks
+    )
+    context = Context(
+        organization=settings.apigee_org,
+        owner_id=settings.owner_id,
+        proxy_service_account=settings.proxy_service_account,
+        profiles=load_profiles(settings.profiles_file),
+        default_environments=tuple(settings.apigee_environments),
+        project_numbers=dict(settings.project_numbers),
+        rotation=rotation,
+    )
+    return build(snapshot, context)

@@ -40,7 +40,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -71,6 +71,7 @@ _JIRA_KEY = re.compile(r"^[A-Z][A-Z0-9_]+-[1-9][0-9]*$")
 _JIRA_PROJECT = re.compile(r"^[A-Z][A-Z0-9_]{1,9}$")
 _SECRET = re.compile(r"^projects/[^/]+/secrets/[^/]+(?:/versions/[^/]+)?$")
 _MAX_PAGES = 100  # 10,000 tickets carrying one label is far beyond any real fingerprint
+_MAX_BODY_READ = 65536  # GitHub bodies hold at most 65,536 characters
 _NOT_PLANNED_RESOLUTIONS = frozenset({"won't do", "won't fix", "declined", "duplicate"})
 _PERMISSIONS_HINT = "check the tracker token's permissions"
 
@@ -86,6 +87,8 @@ class TicketSummary:
     url: str
     labels: tuple[str, ...]
     comments: int | None = None
+    # the description where the listing carries it (GitHub): the inventory reads its evidence table
+    body: str = field(default="", repr=False, compare=False)
 
 
 class TrackerRateLimitedError(TransientError):
@@ -420,6 +423,7 @@ class GitHubTracker:
                         str(issue.get("html_url", "")),
                         _labels(issue.get("labels")),
                         issue.get("comments") if isinstance(issue.get("comments"), int) else None,
+                        str(issue.get("body") or "")[:_MAX_BODY_READ],
                     )
                 )
         return found

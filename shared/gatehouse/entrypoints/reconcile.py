@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from gatehouse.config import load_settings
+from gatehouse.config import Settings, load_settings
 from gatehouse.errors import InputError, TransientError
 from gatehouse.logging import bound, configure, event, get_logger, new_correlation_id
 
@@ -51,7 +51,42 @@ def main() -> int:
             counts=counts,
             failed=[r.ref.key for r in report.failed],
         )
-        return 1 if report.failed else 0
+        published = publish_inventory(settings) if settings.inventory_bucket else True
+        return 1 if report.failed or not published else 0
+
+
+def publish_inventory(settings: Settings) -> bool:
+    """Write inventory.html and inventory.json to GATEHOUSE_INVENTORY_BUCKET (after the sweep, so
+    the page shows its outcomes). False when it could not: the job then fails and is retried."""
+    from gatehouse import runtime
+    from gatehouse.adapters.storage import BucketPublisher
+    from gatehouse.errors import GatehouseError
+    from gatehouse.inventory.render import to_html, to_json
+
+    try:
+        found = runtime.inventory(settings)
+        html, doc = to_html(found), to_json(found)
+        urls = BucketPublisher(
+            settings.inventory_bucket, project=runtime.firestore_project(settings)
+        ).publish(
+            {
+                "inventory.html": (html.encode(), "text/html; charset=utf-8"),
+                "inventory.json": (doc.encode(), "application/json"),
+            }
+        )
+    except GatehouseError as exc:
+        event(_log, "inventory not published", level=40, error=str(exc))
+        return False
+    event(
+        _log,
+        "inventory published",
+        urls=urls,
+        services=len(found.services),
+        with_problems=found.problem_count,
+        incomplete=list(found.incomplete),
+        calls=dict(found.calls),
+    )
+    return True
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ Manager's SECRET_ROTATE notifications) -> ``on_command``; Cloud Monitoring -> al
 subscription drained by the ``latency-tickets`` job; Cloud Scheduler -> Cloud Run jobs. Here: the
 real Pub/Sub and Firestore emulators; gcp-storage-emulator (PyPI) for Cloud Storage; stand-ins for
 the Cloud Run Admin API (which also publishes the sink's audit entries and runs jobs as local
-processes), Apigee, IAM, Secret Manager, Org Policy and GitHub Issues; both functions under
-functions-framework behind push subscriptions.
+processes), Apigee, IAM, Secret Manager, Org Policy, GitHub Issues and Cloud Logging (entries.list
+over the stack's own log lines); both functions under functions-framework behind push subscriptions.
 Everything binds to 127.0.0.1 on free ports, so stacks with different state directories coexist.
 """
 
@@ -71,7 +71,7 @@ TOPICS = {
     "alerts": "gatehouse-alerts",
     "dead_letter": "gatehouse-dead-letter",
 }
-STANDINS = ("apigee", "cloudrun", "iam", "secretmanager", "orgpolicy", "github")
+STANDINS = ("apigee", "cloudrun", "iam", "secretmanager", "orgpolicy", "github", "logging")
 STATE_FILE = "stack.json"
 # what functions-framework loads: the package's own module, so an installed wheel runs the stack too
 FUNCTIONS_SOURCE = Path(__file__).resolve().parents[1] / "entrypoints" / "functions.py"
@@ -91,7 +91,7 @@ _REQUIRED = (
     "tracker_token_secret",
     "pubsub_emulator",
     "firestore_emulator",
-    *STANDINS,
+    *(name for name in STANDINS if name != "logging"),  # an older stack has no Logging stand-in
     "subscriptions",
 )
 START_HINT = "`gatehouse local up --state-dir {dir}` (or `make demo`)"
@@ -194,6 +194,7 @@ def settings_env(state: dict[str, Any]) -> dict[str, str]:
         "GATEHOUSE_SECRETMANAGER_ENDPOINT": state["secretmanager"],
         "GATEHOUSE_IAM_ENDPOINT": state["iam"],
         "GATEHOUSE_ORGPOLICY_ENDPOINT": state["orgpolicy"],
+        **({"GATEHOUSE_LOGGING_ENDPOINT": state["logging"]} if state.get("logging") else {}),
         "GATEHOUSE_PROJECTS": state["project"],
         "GATEHOUSE_REGIONS": state["region"],
         "GATEHOUSE_PROJECT_NUMBERS": f"{state['project']}={state['project_number']}",
@@ -249,6 +250,8 @@ def _standin_argv(
         argv += [arg for job, module in JOBS.items() for arg in ("--job", f"{job}={module}")]
     elif name == "secretmanager":
         argv += numbers
+    elif name == "logging":  # entries.list over the stack's own JSON log lines
+        argv += ["--log-dir", str(state_dir / "logs"), "--project", PROJECT]
     return argv
 
 
@@ -341,7 +344,10 @@ def up(
                 str(ports[target]),
             ]
             starters[target] = _starter(target, argv, ports[target], logs, runtime_env, ready="/")
-        log("starting the stand-ins (Apigee, Cloud Run, IAM, Secret Manager, Org Policy, GitHub), functions")
+        log(
+            "starting the stand-ins (Apigee, Cloud Run, IAM, Secret Manager, Org Policy, GitHub, Logging), "
+            "functions"
+        )
         _start_all(started, starters)
         _create_subscriptions(pubsub.host_port, topics, state["functions"])
         _seed(state)
