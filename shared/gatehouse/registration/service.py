@@ -24,13 +24,23 @@ from typing import Any
 from gatehouse import bundle as bundles
 from gatehouse import exposure
 from gatehouse.config import Settings
-from gatehouse.errors import GatehouseError, InputError, NotFoundError, PermanentError, TransientError
+from gatehouse.errors import (
+    ConflictError,
+    GatehouseError,
+    InputError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 from gatehouse.logging import bound, event, get_logger, new_correlation_id
 from gatehouse.ports import ApigeeApi, CloudRunApi, Coordinator, Deployment, Outcome, ProxyInfo
 from gatehouse.profiles import ProfileSet
+from gatehouse.registration import products
 from gatehouse.registration.executor import Executor
 from gatehouse.registration.plan import (
     OWNER_LABEL,
+    PRODUCT_HASH_LABEL,
+    PRODUCT_LABEL,
     PROJECT_LABEL,
     REGION_LABEL,
     REVISION_LABEL,
@@ -39,12 +49,15 @@ from gatehouse.registration.plan import (
     Deploy,
     DesiredProxy,
     GrantInvoker,
+    LabelProxy,
     PathClaim,
     Plan,
     ServiceRef,
     path_segments,
     plan,
+    product_labels,
 )
+from gatehouse.registration.products import DesiredProduct, ProductPlan
 
 _log = get_logger("registration")
 OUT_OF_SCOPE = "out-of-scope"  # the outcome of an event or command outside projects x regions
@@ -62,6 +75,7 @@ class Desired:
     bundle_zip: bytes | None = None
     absent_reason: str = ""
     service_exists: bool = True
+    product: DesiredProduct | None = None
 
 
 @dataclass
@@ -71,6 +85,7 @@ class Report:
     ref: ServiceRef
     plan: Plan | None
     outcome: Outcome
+    products: list[ProductPlan] = field(default_factory=list)
 
 
 @dataclass
@@ -132,14 +147,46 @@ class Registrar:
         )
         if isinstance(spec, exposure.NotExposed):
             return Desired(name, None, absent_reason=spec.reason)
-        bundle = bundles.render(spec, self.profiles.get(spec.profile), owner_id=self.settings.owner_id)
+        profile = self.profiles.get(spec.profile)
+        bundle = bundles.render(spec, profile, owner_id=self.settings.owner_id)
+        product = self._desired_product(spec, profile)
         return Desired(
             spec.proxy_name,
             DesiredProxy(
-                spec.proxy_name, tuple(spec.environments), bundle.content_hash, spec.base_path, spec.profile
+                spec.proxy_name,
+                tuple(spec.environments),
+                bundle.content_hash,
+                spec.base_path,
+                spec.profile,
+                product_labels(product.name, product.content_hash) if product else {},
             ),
             bundle.zip_bytes,
+            product=product,
         )
+
+    def _desired_product(self, spec: exposure.ProxySpec, profile: Any) -> DesiredProduct | None:
+        """The service's part of its API product (none for a profile without caller auth)."""
+        if spec.product is None:
+            return None
+        operations, scopes = self._operations(spec)
+        return products.desired_product(
+            spec.product.name,
+            spec.proxy_name,
+            title=spec.product.title,
+            description=spec.product.description,
+            approval=spec.product.approval,
+            access=spec.product.access,
+            environments=spec.environments,
+            operations=operations,
+            quota=product_quota(spec, profile),
+            scopes=scopes,
+            default_title=spec.service,
+        )
+
+    def _operations(self, spec: exposure.ProxySpec) -> tuple[products.Operations | None, tuple[str, ...]]:
+        """The product operations and OAuth scopes of a service: from its OpenAPI spec once that is
+        wired in; until then one operation over the whole base path and no scopes."""
+        return None, ()
 
     def _current(self, name: str) -> Current:
         proxy = self.apigee.get_proxy(name)
@@ -275,7 +322,9 @@ class Registrar:
                 )
             current = self._current(want.proxy_name)
             the_plan = self._plan(ref, want, current)
-            if not apply or not the_plan.writes:
+            if not apply:
+                return self._preview(ref, want, current, the_plan, correlation_id)
+            if not the_plan.writes:
                 return self._finish(
                     ref,
                     the_plan,
@@ -283,8 +332,9 @@ class Registrar:
                     the_plan.reason,
                     apply=apply,
                     correlation_id=correlation_id,
+                    product=want.product.name if want.product else None,
                 )
-            return self._apply_under_lease(ref, want, the_plan, correlation_id)
+            return self._apply_under_lease(ref, want, the_plan, correlation_id, current=current)
 
     def _apply_under_lease(
         self,
@@ -293,33 +343,164 @@ class Registrar:
         first_plan: Plan,
         correlation_id: str,
         claims: Sequence[PathClaim] | None = None,
+        *,
+        current: Current | None = None,
     ) -> Report:
         lease = self._take_lease(want.proxy_name, correlation_id)
+        product = want.product.name if want.product else None
         try:
             # someone may have finished the job while we waited: plan again from fresh state
-            the_plan = (
-                self._plan(ref, want, self._current(want.proxy_name), claims) if lease.waited else first_plan
-            )
+            if lease.waited or current is None:
+                current = self._current(want.proxy_name)
+                the_plan = self._plan(ref, want, current, claims)
+            else:
+                the_plan = first_plan
+            done: list[ProductPlan] = []
             try:
+                if the_plan.writes:
+                    done = self._apply_products(want, current, the_plan, correlation_id)
+                    stop = next((p for p in done if p.result in ("conflict", "error")), None)
+                    if stop is not None:
+                        report = self._finish(
+                            ref,
+                            the_plan,
+                            stop.result,
+                            stop.reason + "; nothing was changed",
+                            apply=True,
+                            correlation_id=correlation_id,
+                            product=product,
+                        )
+                        report.products = done
+                        return report
                 applied = self.executor.apply(the_plan, want.bundle_zip)
             except TransientError:
                 raise
             except GatehouseError as exc:
                 result = "conflict" if exc.__class__.__name__ == "ConflictError" else "error"
-                return self._finish(
-                    ref, the_plan, result, str(exc), apply=True, correlation_id=correlation_id
+                report = self._finish(
+                    ref,
+                    the_plan,
+                    result,
+                    str(exc),
+                    apply=True,
+                    correlation_id=correlation_id,
+                    product=product,
                 )
-            return self._finish(
+                report.products = done
+                return report
+            report = self._finish(
                 ref,
                 the_plan,
                 applied.result,
-                applied.reason,
+                applied.reason + _product_note(done),
                 apply=True,
                 correlation_id=correlation_id,
                 revision=applied.revision,
+                product=product,
             )
+            report.products = done
+            return report
         finally:
             self.coordinator.release(lease.lease)
+
+    # -- API products -----------------------------------------------------------------------------
+
+    def _product_changes(self, want: Desired, current: Current, the_plan: Plan) -> list[tuple[str, str]]:
+        """The products to look at, as (name, "join" | "leave"): only when the proxy's product
+        labels are about to change, so a service whose labels match costs no product read."""
+        proxy = current.proxy
+        labels = proxy.labels if proxy is not None else {}
+        if the_plan.result in ("conflict", "skip"):
+            return []
+        wanted = want.proxy.product_labels if want.proxy is not None else {}
+        now = {k: labels[k] for k in (PRODUCT_LABEL, PRODUCT_HASH_LABEL) if k in labels}
+        relabels = any(isinstance(a, LabelProxy) for a in the_plan.actions)
+        if now == dict(wanted) or not relabels:
+            return []
+        changes: list[tuple[str, str]] = []
+        if want.product is not None:
+            changes.append((want.product.name, "join"))
+        old = labels.get(PRODUCT_LABEL)
+        if old and (want.product is None or old != want.product.name):
+            changes.append((old, "leave"))
+        return changes
+
+    def _product_plans(self, want: Desired, changes: list[tuple[str, str]]) -> list[ProductPlan]:
+        found = []
+        for name, kind in changes:
+            doc = self.apigee.get_product(name)
+            current = products.Product.from_json(doc) if doc is not None else None
+            if kind == "join" and want.product is not None:
+                found.append(
+                    products.plan_product(
+                        want.product, current, owner_id=self.settings.owner_id, policy=self.settings.policy
+                    )
+                )
+            else:
+                found.append(
+                    products.plan_leave(name, want.proxy_name, current, owner_id=self.settings.owner_id)
+                )
+        return found
+
+    def _apply_products(
+        self, want: Desired, current: Current, the_plan: Plan, holder: str
+    ) -> list[ProductPlan]:
+        """Read, plan and write the products this plan touches, each under its own lease (products
+        have no etag: an update replaces the whole product, so two services joining at once must
+        not interleave their read and write). Nothing is written if any plan is a conflict."""
+        changes = self._product_changes(want, current, the_plan)
+        if not changes:
+            return []
+        leases = [self._take_lease(f"apiproduct:{name}", holder) for name in sorted({n for n, _ in changes})]
+        try:
+            planned = self._product_plans(want, changes)
+            if any(p.result in ("conflict", "error") for p in planned):
+                return planned
+            for p in planned:
+                self._write_product(p)
+            return planned
+        finally:
+            for held in leases:
+                self.coordinator.release(held.lease)
+
+    def _write_product(self, p: ProductPlan) -> None:
+        if p.result == "create" and p.product is not None:
+            try:
+                self.apigee.create_product(p.product.to_json())
+            except ConflictError as exc:
+                # created meanwhile by someone without our lease (a person), or our own create
+                # whose answer was lost: the next attempt reads it and plans again
+                raise TransientError(f"API product {p.name} appeared while creating it; will retry") from exc
+        elif p.result == "update" and p.product is not None:
+            self.apigee.update_product(p.name, p.product.to_json())
+        elif p.result == "delete":
+            self.apigee.delete_product(p.name)
+        else:
+            return
+        event(
+            _log,
+            f"API product {p.result}d" if p.result != "delete" else "API product deleted",
+            product=p.name,
+        )
+
+    def _preview(
+        self, ref: ServiceRef, want: Desired, current: Current, the_plan: Plan, correlation_id: str
+    ) -> Report:
+        """A plan-mode report: the proxy plan plus what would happen to the products (reads only)."""
+        planned = self._product_plans(want, self._product_changes(want, current, the_plan))
+        stop = next((p for p in planned if p.result in ("conflict", "error")), None)
+        result, reason = (stop.result, stop.reason) if stop else (the_plan.result, the_plan.reason)
+        report = self._finish(
+            ref,
+            the_plan,
+            result,
+            reason + ("" if stop else _product_note(planned)),
+            apply=False,
+            correlation_id=correlation_id,
+            product=want.product.name if want.product else None,
+        )
+        report.products = planned
+        return report
 
     @dataclass
     class _Held:
@@ -349,6 +530,7 @@ class Registrar:
         correlation_id: str,
         revision: int | None = None,
         record: bool = True,
+        product: str | None = None,
     ) -> Report:
         outcome = Outcome(
             key=ref.key,
@@ -358,6 +540,7 @@ class Registrar:
             revision=revision,
             at=_now(),
             correlation_id=correlation_id,
+            product=product,
         )
         level = 40 if result in ("error", "conflict") else 30 if result == OUT_OF_SCOPE else 20
         event(
@@ -367,6 +550,7 @@ class Registrar:
             result=result,
             reason=reason,
             proxy=outcome.proxy,
+            product=product,
             revision=revision,
             mode="apply" if apply else "plan",
             actions=the_plan.describe() if the_plan else [],
@@ -443,17 +627,24 @@ class Registrar:
                     if apply and the_plan.writes:
                         to_apply.append((ref, want, the_plan))
                     else:
+                        planned = (
+                            self._product_plans(want, self._product_changes(want, current, the_plan))
+                            if the_plan.writes
+                            else []
+                        )
                         r = Report(
                             ref,
                             the_plan,
                             Outcome(
                                 ref.key,
                                 the_plan.result,
-                                the_plan.reason,
+                                the_plan.reason + _product_note(planned),
                                 the_plan.proxy,
                                 at=_now(),
                                 correlation_id=correlation_id,
+                                product=want.product.name if want.product else None,
                             ),
+                            planned,
                         )
                         if the_plan.result == "unchanged" and want.proxy is not None:
                             in_place.append(len(report.reports))
@@ -553,7 +744,7 @@ class Registrar:
                 # fresh state under the lease: the bulk listing may be minutes old
                 current = self._current(want.proxy_name)
                 fresh = self._plan(ref, want, current, claims)
-                return self._apply_under_lease(ref, want, fresh, correlation_id, claims)
+                return self._apply_under_lease(ref, want, fresh, correlation_id, claims, current=current)
             except TransientError as exc:
                 return self._finish(
                     ref,
@@ -584,3 +775,20 @@ class Registrar:
     def _orphan_ref(proxy: ProxyInfo) -> ServiceRef:
         labels = proxy.labels
         return ServiceRef(labels[PROJECT_LABEL], labels[REGION_LABEL], labels[SERVICE_LABEL])
+
+
+def _product_note(done: Sequence[ProductPlan]) -> str:
+    return "".join(f"; {p.reason}" for p in done if p.writes)
+
+
+# Apigee product quotas count in minutes, hours, days or months; a profile's week is seven days
+_PRODUCT_TIME_UNITS = {"minute": ("minute", 1), "hour": ("hour", 1), "day": ("day", 1), "week": ("day", 7)}
+
+
+def product_quota(spec: exposure.ProxySpec, profile: Any) -> products.Quota | None:
+    """The quota on the service's operation configs: the annotation's, else the profile's."""
+    limits = spec.quota if spec.quota is not None else getattr(profile, "quota", None)
+    if limits is None:
+        return None
+    unit, factor = _PRODUCT_TIME_UNITS.get(limits.time_unit, (limits.time_unit, 1))
+    return products.Quota(limits.allow, limits.interval * factor, unit)
