@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gatehouse.config import Policy
+from gatehouse.exposure import ProxySpec
+from gatehouse.profiles import Profile
 
 OWNER_ATTRIBUTE = "gatehouse-owner"
 ACCESS_ATTRIBUTE = "access"
@@ -247,6 +249,40 @@ def desired_product(
         environments=tuple(sorted(set(environments))),
         configs=configs,
         scopes=tuple(sorted(set(scopes))),
+    )
+
+
+# Apigee product quotas count in minutes, hours, days or months; a profile's week is seven days
+_PRODUCT_TIME_UNITS = {"minute": ("minute", 1), "hour": ("hour", 1), "day": ("day", 1), "week": ("day", 7)}
+
+
+def product_quota(spec: ProxySpec, profile: Profile) -> Quota | None:
+    """The quota on the service's operation configs: the annotation's, else the profile's."""
+    limits = spec.quota if spec.quota is not None else profile.quota
+    if limits is None:
+        return None
+    unit, factor = _PRODUCT_TIME_UNITS.get(limits.time_unit, (limits.time_unit, 1))
+    return Quota(limits.allow, limits.interval * factor, unit)
+
+
+def for_service(
+    spec: ProxySpec, profile: Profile, *, operations: Operations | None = None, scopes: Sequence[str] = ()
+) -> DesiredProduct | None:
+    """A service's part of its API product (None: the profile authenticates no caller)."""
+    if spec.product is None:
+        return None
+    return desired_product(
+        spec.product.name,
+        spec.proxy_name,
+        title=spec.product.title,
+        description=spec.product.description,
+        approval=spec.product.approval,
+        access=spec.product.access,
+        environments=spec.environments,
+        operations=operations,
+        quota=product_quota(spec, profile),
+        scopes=scopes,
+        default_title=spec.service,
     )
 
 

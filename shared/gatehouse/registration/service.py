@@ -166,22 +166,8 @@ class Registrar:
 
     def _desired_product(self, spec: exposure.ProxySpec, profile: Any) -> DesiredProduct | None:
         """The service's part of its API product (none for a profile without caller auth)."""
-        if spec.product is None:
-            return None
         operations, scopes = self._operations(spec)
-        return products.desired_product(
-            spec.product.name,
-            spec.proxy_name,
-            title=spec.product.title,
-            description=spec.product.description,
-            approval=spec.product.approval,
-            access=spec.product.access,
-            environments=spec.environments,
-            operations=operations,
-            quota=product_quota(spec, profile),
-            scopes=scopes,
-            default_title=spec.service,
-        )
+        return products.for_service(spec, profile, operations=operations, scopes=scopes)
 
     def _operations(self, spec: exposure.ProxySpec) -> tuple[products.Operations | None, tuple[str, ...]]:
         """The product operations and OAuth scopes of a service: from its OpenAPI spec once that is
@@ -779,16 +765,3 @@ class Registrar:
 
 def _product_note(done: Sequence[ProductPlan]) -> str:
     return "".join(f"; {p.reason}" for p in done if p.writes)
-
-
-# Apigee product quotas count in minutes, hours, days or months; a profile's week is seven days
-_PRODUCT_TIME_UNITS = {"minute": ("minute", 1), "hour": ("hour", 1), "day": ("day", 1), "week": ("day", 7)}
-
-
-def product_quota(spec: exposure.ProxySpec, profile: Any) -> products.Quota | None:
-    """The quota on the service's operation configs: the annotation's, else the profile's."""
-    limits = spec.quota if spec.quota is not None else getattr(profile, "quota", None)
-    if limits is None:
-        return None
-    unit, factor = _PRODUCT_TIME_UNITS.get(limits.time_unit, (limits.time_unit, 1))
-    return products.Quota(limits.allow, limits.interval * factor, unit)
