@@ -863,7 +863,10 @@ class Apigee(StandIn):
         problems = self.api.check_fields("GoogleCloudApigeeV1ApiProduct", body)
         if problems:
             raise ApiError(
-                400, f"Invalid JSON payload received. Unknown name: {problems}", "INVALID_ARGUMENT"
+                400,
+                f"Invalid JSON payload received. Unknown name: {problems}",
+                "INVALID_ARGUMENT",
+                [bad_request(p.split(":", 1)[0].strip(), p) for p in problems],
             )
         given = str(body.get("name") or "")
         if name is not None and given and given != name:
