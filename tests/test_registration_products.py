@@ -280,3 +280,21 @@ def test_concurrent_joins_lose_no_config() -> None:
         t.join()
     configs = apigee.products["shared"]["operationGroup"]["operationConfigs"]
     assert sorted(c["apiSource"] for c in configs) == sorted(_proxy(n) for n in names)
+
+
+def test_switching_to_the_public_profile_leaves_the_product() -> None:
+    registrar, apigee, cloudrun, _ = make(svc("ledger"))
+    registrar.reconcile_service(ref("ledger"))
+    own = _proxy("ledger")
+    assert own in apigee.products
+    cloudrun.services.update(svc("ledger", labels={"apigee-expose": "true", "apigee-profile": "public"}))
+    report = registrar.reconcile_service(ref("ledger"))
+    assert report.outcome.result == "registered" and report.outcome.product is None
+    assert own not in apigee.products and PRODUCT_LABEL not in apigee.proxies[own].labels
+
+
+def test_a_plan_reads_the_product_and_changes_nothing() -> None:
+    registrar, apigee, _, _ = make(svc("ledger", annotations={exposure.PRODUCT: "payments"}))
+    report = registrar.reconcile_service(ref("ledger"), apply=False)
+    assert [p.describe() for p in report.products] == ["create API product payments"]
+    assert apigee.writes == 0 and apigee.products == {}
