@@ -365,7 +365,8 @@ def plan_product(
     new = replace(
         current,
         display_name=pick(desired.display_name, current.display_name),
-        description=pick(desired.description, current.description),
+        # no description by default: one written by a person stays, shared or not
+        description=desired.description.value if desired.description.explicit else current.description,
         approval_type=pick(desired.approval, current.approval_type),
         environments=(
             tuple(sorted({*current.environments, *desired.environments})) if shared else desired.environments
