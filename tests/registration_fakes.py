@@ -168,6 +168,10 @@ class FakeApigee:
             self.products[name] = copy.deepcopy(dict(body))
         return copy.deepcopy(self.products[name])
 
+    def list_products(self) -> list[dict[str, Any]]:
+        self._call("list_products")
+        return [copy.deepcopy(p) for _, p in sorted(self.products.items())]
+
     def delete_product(self, name: str) -> None:
         self._call("delete_product")
         self.products.pop(name, None)

@@ -298,3 +298,37 @@ def test_a_plan_reads_the_product_and_changes_nothing() -> None:
     report = registrar.reconcile_service(ref("ledger"), apply=False)
     assert [p.describe() for p in report.products] == ["create API product payments"]
     assert apigee.writes == 0 and apigee.products == {}
+
+
+def test_the_sweep_puts_right_a_product_changed_by_hand_with_one_listing() -> None:
+    shared = {exposure.PRODUCT: "payments"}
+    registrar, apigee, _, _ = make(
+        {**svc("ledger", annotations=shared), **svc("refunds", annotations=shared)}
+    )
+    assert {r.outcome.result for r in registrar.sweep(apply=True).reports} == {"registered"}
+    # a person removes ledger's config from the shared product
+    doc = apigee.products["payments"]
+    doc["operationGroup"]["operationConfigs"] = [
+        c for c in doc["operationGroup"]["operationConfigs"] if c["apiSource"] != _proxy("ledger")
+    ]
+    apigee.calls.clear()
+    planned = {r.ref.service: r for r in registrar.sweep(apply=False).reports}
+    assert planned["ledger"].outcome.result == "update" and apigee.writes == 0
+    assert apigee.calls["list_products"] == 1 and apigee.calls["get_product"] == 0
+    applied = {r.ref.service: r.outcome.result for r in registrar.sweep(apply=True).reports}
+    assert applied == {"ledger": "registered", "refunds": "unchanged"}, applied
+    assert sorted(
+        c["apiSource"] for c in apigee.products["payments"]["operationGroup"]["operationConfigs"]
+    ) == (sorted([_proxy("ledger"), _proxy("refunds")]))
+    apigee.calls.clear()
+    again = registrar.sweep(apply=True)
+    assert {r.outcome.result for r in again.reports} == {"unchanged"} and apigee.writes == 0
+
+
+def test_the_sweep_recreates_a_deleted_product() -> None:
+    registrar, apigee, _, _ = make(svc("orders"))
+    registrar.sweep(apply=True)
+    apigee.products.clear()
+    report = registrar.sweep(apply=True)
+    assert [r.outcome.result for r in report.reports] == ["registered"]
+    assert list(apigee.products) == [_proxy("orders")]

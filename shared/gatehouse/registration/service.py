@@ -331,6 +331,7 @@ class Registrar:
         claims: Sequence[PathClaim] | None = None,
         *,
         current: Current | None = None,
+        force_products: bool = False,
     ) -> Report:
         lease = self._take_lease(want.proxy_name, correlation_id)
         product = want.product.name if want.product else None
@@ -343,8 +344,8 @@ class Registrar:
                 the_plan = first_plan
             done: list[ProductPlan] = []
             try:
-                if the_plan.writes:
-                    done = self._apply_products(want, current, the_plan, correlation_id)
+                if the_plan.writes or force_products:
+                    done = self._apply_products(want, current, the_plan, correlation_id, force=force_products)
                     stop = next((p for p in done if p.result in ("conflict", "error")), None)
                     if stop is not None:
                         report = self._finish(
@@ -374,10 +375,11 @@ class Registrar:
                 )
                 report.products = done
                 return report
+            wrote = any(p.writes for p in done)
             report = self._finish(
                 ref,
                 the_plan,
-                applied.result,
+                "registered" if wrote and applied.result == "unchanged" else applied.result,
                 applied.reason + _product_note(done),
                 apply=True,
                 correlation_id=correlation_id,
@@ -391,7 +393,9 @@ class Registrar:
 
     # -- API products -----------------------------------------------------------------------------
 
-    def _product_changes(self, want: Desired, current: Current, the_plan: Plan) -> list[tuple[str, str]]:
+    def _product_changes(
+        self, want: Desired, current: Current, the_plan: Plan, *, force: bool = False
+    ) -> list[tuple[str, str]]:
         """The products to look at, as (name, "join" | "leave"): only when the proxy's product
         labels are about to change, so a service whose labels match costs no product read."""
         proxy = current.proxy
@@ -401,7 +405,7 @@ class Registrar:
         wanted = want.proxy.product_labels if want.proxy is not None else {}
         now = {k: labels[k] for k in (PRODUCT_LABEL, PRODUCT_HASH_LABEL) if k in labels}
         relabels = any(isinstance(a, LabelProxy) for a in the_plan.actions)
-        if now == dict(wanted) or not relabels:
+        if not force and (now == dict(wanted) or not relabels):
             return []
         changes: list[tuple[str, str]] = []
         if want.product is not None:
@@ -429,12 +433,12 @@ class Registrar:
         return found
 
     def _apply_products(
-        self, want: Desired, current: Current, the_plan: Plan, holder: str
+        self, want: Desired, current: Current, the_plan: Plan, holder: str, *, force: bool = False
     ) -> list[ProductPlan]:
         """Read, plan and write the products this plan touches, each under its own lease (products
         have no etag: an update replaces the whole product, so two services joining at once must
         not interleave their read and write). Nothing is written if any plan is a conflict."""
-        changes = self._product_changes(want, current, the_plan)
+        changes = self._product_changes(want, current, the_plan, force=force)
         if not changes:
             return []
         leases = [self._take_lease(f"apiproduct:{name}", holder) for name in sorted({n for n, _ in changes})]
@@ -590,6 +594,7 @@ class Registrar:
             to_apply: list[tuple[ServiceRef, Desired, Plan]] = []
             outcomes: list[Outcome] = []
             in_place: list[int] = []  # indexes of unchanged, registered services: drift candidates
+            wants: dict[int, Desired] = {}
             for done, ref in enumerate(refs, 1):
                 try:
                     want = self.desired(ref, services.get(ref))
@@ -634,22 +639,67 @@ class Registrar:
                         )
                         if the_plan.result == "unchanged" and want.proxy is not None:
                             in_place.append(len(report.reports))
+                            wants[len(report.reports)] = want
                         report.reports.append(r)
                         outcomes.append(r.outcome)
                 if progress:
                     progress(done, total)
+            refresh = self._product_drift(report, outcomes, wants, apply=apply) if wants else []
             to_restore: list[Plan] = []
             if in_place and (apply if check_invokers is None else check_invokers):
                 to_restore = self._invoker_drift(report, outcomes, in_place, apply=apply, workers=workers)
             if apply and outcomes:
                 self.coordinator.record_many(outcomes)
-            if to_apply or to_restore:
+            if to_apply or to_restore or refresh:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     for r in pool.map(lambda item: self._apply_one(*item, claims=claims), to_apply):
                         report.reports.append(r)
                     for r in pool.map(self._restore_invoker, to_restore):
                         report.reports.append(r)
+                    fixed = list(
+                        pool.map(
+                            lambda item: self._apply_one(*item, claims=claims, force_products=True), refresh
+                        )
+                    )
+                if fixed:
+                    # the product fix replaces the "unchanged" row of the same service
+                    again = {r.ref for r in fixed}
+                    report.reports[:] = [
+                        r for r in report.reports if r.ref not in again or r.outcome.result != "unchanged"
+                    ] + fixed
         return report
+
+    # -- product drift ----------------------------------------------------------------------------
+
+    def _product_drift(
+        self, report: SweepReport, outcomes: list[Outcome], wants: dict[int, Desired], *, apply: bool
+    ) -> list[tuple[ServiceRef, Desired, Plan]]:
+        """Products changed by hand (a config removed, the product deleted, a field edited) behind
+        services whose labels say it is current: one listing of every product (a page per 1,000),
+        each in-place service's part compared with it. In a plan the row shows what a run would do;
+        applying, the returned services are reconciled with their products read and written."""
+        listed = {str(doc.get("name", "")): doc for doc in self.apigee.list_products()}
+        refresh = []
+        for index, want in wants.items():
+            if want.product is None:
+                continue
+            doc = listed.get(want.product.name)
+            current = products.Product.from_json(doc) if doc is not None else None
+            fix = products.plan_product(
+                want.product, current, owner_id=self.settings.owner_id, policy=self.settings.policy
+            )
+            if not fix.writes and fix.result not in ("conflict", "error"):
+                continue
+            old = report.reports[index]
+            event(_log, "product drift", level=30, service=old.ref.key, product=fix.name, result=fix.result)
+            if apply and fix.writes and old.plan is not None:
+                refresh.append((old.ref, want, old.plan))
+                continue
+            result = fix.result if fix.result in ("conflict", "error") else "update"
+            outcome = replace(old.outcome, result=result, reason=f"{fix.reason} (changed by hand?)")
+            report.reports[index] = Report(old.ref, old.plan, outcome, [fix])
+            outcomes[index] = outcome
+        return refresh
 
     # -- invoker drift ----------------------------------------------------------------------------
 
@@ -722,7 +772,13 @@ class Registrar:
             )
 
     def _apply_one(
-        self, ref: ServiceRef, want: Desired, the_plan: Plan, *, claims: Sequence[PathClaim]
+        self,
+        ref: ServiceRef,
+        want: Desired,
+        the_plan: Plan,
+        *,
+        claims: Sequence[PathClaim],
+        force_products: bool = False,
     ) -> Report:
         correlation_id = new_correlation_id()
         with bound(correlation_id=correlation_id, service=ref.key):
@@ -730,7 +786,9 @@ class Registrar:
                 # fresh state under the lease: the bulk listing may be minutes old
                 current = self._current(want.proxy_name)
                 fresh = self._plan(ref, want, current, claims)
-                return self._apply_under_lease(ref, want, fresh, correlation_id, claims, current=current)
+                return self._apply_under_lease(
+                    ref, want, fresh, correlation_id, claims, current=current, force_products=force_products
+                )
             except TransientError as exc:
                 return self._finish(
                     ref,
