@@ -1,5 +1,7 @@
-"""Management calls per service event: a NEW service (target <= 10) and an UNCHANGED one (target
-<= 3 reads, 0 writes), counted by the stand-ins themselves.
+"""Management calls per service event: a NEW service with its API product (target <= 13, the
+figure issue 11 sets for a product and a spec; 9 before products) and an UNCHANGED one (target
+<= 3 reads, 0 writes: the product labels on the proxy say the product is current without reading
+it), counted by the stand-ins themselves.
 
 What is measured. The real path: on a full local stack, a service is created through the official
 Cloud Run client; the Cloud Run stand-in publishes its two audit entries, the Pub/Sub emulator
@@ -16,7 +18,9 @@ event costs by construction, and the real-path figure must not exceed it (duplic
 retries or the ``operation.first`` entry would show up as a difference).
 
 Why that baseline. The target is absolute; the in-process figure is the floor the event path is
-compared to.
+compared to. A third figure measures, in the same in-process run, a new service on the ``public``
+profile, which gets no API product: what registering cost before products, so the product's own
+price (a read and a create) shows as the difference.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from bench.harness import (
 )
 from gatehouse.local.stack import ENVIRONMENT, ORGANIZATION, settings_env
 
-TARGET_NEW = 10
+TARGET_NEW = 13
 TARGET_UNCHANGED_READS = 3
 OUTCOME_TIMEOUT = 60.0
 
@@ -81,12 +85,20 @@ def _in_process(state: dict[str, Any]) -> dict[str, CallCount]:
             fleet.create("calls-inproc")
             registrar = runtime.registrar(load_settings())
             ref = ServiceRef(state["project"], state["region"], "calls-inproc")
+            fleet.create("calls-public", labels={"apigee-expose": "true", "apigee-profile": "public"})
+            public = ServiceRef(state["project"], state["region"], "calls-public")
             counts = {}
-            for step, expect in (("new", "registered"), ("unchanged", "unchanged")):
+            for step, expect, which in (
+                ("new", "registered", ref),
+                ("unchanged", "unchanged", ref),
+                ("no-product", "registered", public),
+            ):
                 reset_stats(fresh)
-                result = registrar.reconcile_service(ref, apply=True).outcome.result
-                if result != expect:
-                    raise RuntimeError(f"in-process {step}: outcome {result!r}, expected {expect!r}")
+                outcome = registrar.reconcile_service(which, apply=True).outcome
+                if outcome.result != expect:
+                    raise RuntimeError(f"in-process {step}: outcome {outcome.result!r}, expected {expect!r}")
+                if (step == "no-product") != (outcome.product is None):
+                    raise RuntimeError(f"in-process {step}: product {outcome.product!r}")
                 counts[step] = CallCount.between(read_stats(fresh))
                 log(f"calls_per_service in-process, {step}: {counts[step].total:g} calls")
     return counts
@@ -129,6 +141,17 @@ def _measure() -> dict[str, Any]:
                 passed=unchanged.reads <= TARGET_UNCHANGED_READS and unchanged.writes == 0,
                 calls=unchanged.to_dict(),
                 baseline_calls=floor["unchanged"].to_dict(),
+            ),
+            figure(
+                "management calls per NEW service: with its API product vs without (public profile)",
+                floor["new"].total,
+                "calls",
+                baseline=floor["no-product"].total,
+                baseline_label="in-process new service on the public profile (no API product)",
+                target="<= 2 more calls than without a product (one read, one create)",
+                passed=floor["new"].total - floor["no-product"].total <= 2,
+                calls=floor["new"].to_dict(),
+                baseline_calls=floor["no-product"].to_dict(),
             ),
         ],
     }

@@ -4,6 +4,7 @@ IAM edits are read-modify-write."""
 
 from __future__ import annotations
 
+import copy
 import io
 import threading
 import xml.etree.ElementTree as ET
@@ -13,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatehouse.errors import NotFoundError, PermanentError, TransientError
+from gatehouse.errors import ConflictError, NotFoundError, PermanentError, TransientError
 from gatehouse.ports import ChangeReport, Deployment, DeploymentStatus, Outcome, ProxyInfo, RouteConflict
 
 
@@ -34,6 +35,7 @@ class FakeApigee:
         self.transient_once: set[str] = set()  # fail before the call takes effect
         self.lost_once: set[str] = set()  # the call takes effect, then its answer is lost
         self.lock = threading.Lock()
+        self.products: dict[str, dict[str, Any]] = {}
 
     def _call(self, name: str) -> None:
         self.calls[name] += 1
@@ -46,7 +48,17 @@ class FakeApigee:
         return sum(
             n
             for k, n in self.calls.items()
-            if k in ("import", "labels", "deploy", "undeploy", "delete_revision")
+            if k
+            in (
+                "import",
+                "labels",
+                "deploy",
+                "undeploy",
+                "delete_revision",
+                "create_product",
+                "update_product",
+                "delete_product",
+            )
         )
 
     def add_handmade(self, name: str, base_path: str = "/", labels: Mapping[str, str] | None = None) -> None:
@@ -131,6 +143,38 @@ class FakeApigee:
         if p is None or revision not in p.revisions:
             raise NotFoundError("no such revision")
         return p.descriptions.get(revision, "")
+
+    # -- API products: no upsert, no etag; create refuses an existing name -----------------------
+
+    def get_product(self, name: str) -> dict[str, Any] | None:
+        self._call("get_product")
+        found = self.products.get(name)
+        return copy.deepcopy(found) if found is not None else None
+
+    def create_product(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._call("create_product")
+        with self.lock:
+            name = str(body["name"])
+            if name in self.products:
+                raise ConflictError(f"API product {name} already exists")
+            self.products[name] = copy.deepcopy(dict(body))
+        return copy.deepcopy(self.products[name])
+
+    def update_product(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._call("update_product")
+        with self.lock:
+            if name not in self.products:
+                raise NotFoundError(f"API product {name} not found")
+            self.products[name] = copy.deepcopy(dict(body))
+        return copy.deepcopy(self.products[name])
+
+    def list_products(self) -> list[dict[str, Any]]:
+        self._call("list_products")
+        return [copy.deepcopy(p) for _, p in sorted(self.products.items())]
+
+    def delete_product(self, name: str) -> None:
+        self._call("delete_product")
+        self.products.pop(name, None)
 
 
 def _read_bundle(zip_bytes: bytes) -> tuple[str, str]:

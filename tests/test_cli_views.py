@@ -4,7 +4,9 @@ and reasons, long names and URLs), and help texts that say what the commands pri
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,6 +15,7 @@ from rich.console import Console
 from gatehouse import cli_views
 from gatehouse.adapters.trackers import TicketSummary
 from gatehouse.cli import cli
+from gatehouse.config import Policy
 from gatehouse.ports import Outcome
 from gatehouse.registration.plan import Deploy, GrantInvoker, ImportBundle, Plan, ServiceRef
 from gatehouse.registration.service import Report
@@ -198,3 +201,47 @@ def test_help_says_what_the_command_prints(command: list[str], says: str) -> Non
     result = CliRunner().invoke(cli, command, terminal_width=100)
     assert result.exit_code == 0, result.output
     assert says in " ".join(result.output.split()), result.output
+
+
+def test_status_and_plan_show_the_product(screen: Console) -> None:
+    outcome = Outcome(
+        key=ref("ledger").key, result="registered", reason="ok", proxy="ledger-4f2a9c1e", product="payments"
+    )
+    cli_views.print_outcomes([outcome], as_json=False)
+    assert "product payments" in column(lines_of(screen), "proxy")
+    screen.export_text(clear=True)
+    from gatehouse.registration.products import desired_product, plan_product
+
+    joining = plan_product(
+        desired_product(
+            "payments",
+            "ledger-4f2a9c1e",
+            title=None,
+            description=None,
+            approval=None,
+            access=None,
+            environments=("test",),
+        ),
+        None,
+        owner_id="me",
+        policy=Policy.UPSERT_ONLY,
+    )
+    plan = Plan(ref("ledger"), "ledger-4f2a9c1e", "create", "new", (GrantInvoker(),))
+    report = Report(ref("ledger"), plan, outcome, [joining])
+    cli_views.print_reports([report], as_json=False, applied=False)
+    lines = lines_of(screen)
+    assert "- create API product payments" in column(lines, "actions"), "\n".join(lines)
+    assert "product payments" in column(lines, "proxy")
+    assert_readable(lines)
+
+
+def test_render_writes_the_product_next_to_the_bundle(tmp_path: Path) -> None:
+    service = Path(__file__).parent / "fixtures" / "services" / "v2-apikey.json"
+    done = CliRunner().invoke(cli, ["render", str(service), "--out", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    printed = json.loads(done.output)
+    written = json.loads((tmp_path / "apiproduct.json").read_text())
+    assert printed["product"] == written["name"] and written["name"]
+    configs = written["operationGroup"]["operationConfigs"]
+    assert [c["apiSource"] for c in configs] == [printed["proxy"]]
+    assert (tmp_path / "apiproxy").is_dir()

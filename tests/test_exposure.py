@@ -15,6 +15,7 @@ from gatehouse.errors import InputError, TransientError
 from gatehouse.exposure import (
     ExposureError,
     NotExposed,
+    ProductSpec,
     ProxySpec,
     QuotaOverride,
     RunService,
@@ -241,6 +242,8 @@ def test_spec_of_a_plain_opted_in_service() -> None:
         base_path="/catalog",
         profile="apikey",
         environments=("prod", "test"),
+        # every service gets its own product by default, named like its proxy
+        product=ProductSpec(name=proxy_name("acme-orders-prod", "europe-west1", "catalog")),
     )
 
 

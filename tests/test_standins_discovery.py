@@ -39,6 +39,16 @@ APIGEE_METHODS = {
     "apigee.organizations.environments.apis.revisions.undeploy",
     "apigee.organizations.environments.apis.revisions.deployments.generateDeployChangeReport",
     "apigee.organizations.environments.stats.get",
+    "apigee.organizations.apiproducts.create",
+    "apigee.organizations.apiproducts.get",
+    "apigee.organizations.apiproducts.list",
+    "apigee.organizations.apiproducts.update",
+    "apigee.organizations.apiproducts.delete",
+    "apigee.organizations.apiproducts.attributes",
+    "apigee.organizations.apiproducts.attributes.list",
+    "apigee.organizations.apiproducts.attributes.get",
+    "apigee.organizations.apiproducts.attributes.updateApiProductAttribute",
+    "apigee.organizations.apiproducts.attributes.delete",
 }
 CLOUDRUN_METHODS = {
     "run.projects.locations.services.create",
@@ -340,6 +350,35 @@ def test_apigee_scenario_uses_only_schema_fields(servers: dict[str, Handle]) -> 
     call("DELETE", f"{org}/apis/shadow", 400)
     call("DELETE", f"{env}/apis/shadow/revisions/1/deployments")
     call("DELETE", f"{org}/apis/shadow")
+    product = {
+        "name": "payments",
+        "displayName": "Payments",
+        "approvalType": "manual",
+        "environments": ["test"],
+        "attributes": [{"name": "access", "value": "internal"}],
+        "operationGroup": {
+            "operationConfigs": [
+                {
+                    "apiSource": "orders",
+                    "operations": [{"resource": "/**", "methods": ["GET"]}],
+                    "quota": {"limit": "100", "interval": "1", "timeUnit": "hour"},
+                }
+            ],
+            "operationConfigType": "proxy",
+        },
+    }
+    call("POST", f"{org}/apiproducts", json=product)
+    call("POST", f"{org}/apiproducts", 409, json=product)
+    call("GET", f"{org}/apiproducts/payments")
+    call("GET", f"{org}/apiproducts", params={"expand": "true", "count": "10", "startKey": "a"})
+    call("PUT", f"{org}/apiproducts/payments", json={**product, "description": "money"})
+    call("GET", f"{org}/apiproducts/payments/attributes")
+    call("POST", f"{org}/apiproducts/payments/attributes", json={"attribute": [{"name": "a", "value": "1"}]})
+    call("POST", f"{org}/apiproducts/payments/attributes/b", json={"name": "b", "value": "2"})
+    call("GET", f"{org}/apiproducts/payments/attributes/b")
+    call("DELETE", f"{org}/apiproducts/payments/attributes/b")
+    call("DELETE", f"{org}/apiproducts/payments")
+    call("GET", f"{org}/apiproducts/payments", 404)
     assert call.seen == APIGEE_METHODS
 
 

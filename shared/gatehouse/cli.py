@@ -232,6 +232,8 @@ def explain_event(path: str) -> None:
     click.echo(json.dumps(decoded.to_dict(), sort_keys=True))
 
 
+PRODUCT_FILE = "apiproduct.json"
+
 # -- render -------------------------------------------------------------------------------------
 
 
@@ -256,10 +258,13 @@ def render(
     service_json: str, out_dir: Path, profiles_file: Path | None, project: str | None, region: str | None
 ) -> None:
     """Render the Apigee proxy bundle of one Cloud Run service (v2 API JSON or `gcloud run services
-    describe --format=json`). Prints {"proxy", "base_path", "profile", "environments", "hash"};
-    writes nothing for a service that has not opted in (it prints {"proxy": null, "reason"})."""
+    describe --format=json`). Prints {"proxy", "base_path", "profile", "environments", "hash",
+    "product"} and writes the API product JSON gatehouse would create next to apiproxy/, as
+    apiproduct.json ("product" null and no file for a profile without caller auth); writes nothing
+    for a service that has not opted in (it prints {"proxy": null, "reason"})."""
     from gatehouse import bundle, exposure
     from gatehouse.profiles import load_profiles
+    from gatehouse.registration import products
 
     _writable_dir(out_dir, "--out")
     raw = _read_limited(service_json, 1024 * 1024)
@@ -280,9 +285,18 @@ def render(
     if isinstance(spec, exposure.NotExposed):
         click.echo(json.dumps({"proxy": None, "reason": spec.reason}))
         return
-    rendered = bundle.render(spec, profiles.get(spec.profile), owner_id=settings.owner_id)
+    profile = profiles.get(spec.profile)
+    rendered = bundle.render(spec, profile, owner_id=settings.owner_id)
+    wanted = products.for_service(spec, profile)
+    created = (
+        products.plan_product(wanted, None, owner_id=settings.owner_id, policy=settings.policy).product
+        if wanted
+        else None
+    )
     try:
         bundle.write_tree(rendered, out_dir)
+        if created is not None:
+            (out_dir / PRODUCT_FILE).write_text(json.dumps(created.to_json(), indent=2) + "\n")
     except OSError as exc:
         _fail(f"cannot write the bundle into {out_dir}: {exc.strerror or exc}")
     click.echo(
@@ -293,6 +307,7 @@ def render(
                 "profile": spec.profile,
                 "environments": list(spec.environments),
                 "hash": rendered.content_hash,  # the gatehouse-hash label holds its first 48 characters
+                "product": created.name if created else None,
             }
         )
     )

@@ -166,8 +166,11 @@ def print_reports(
                         "proxy": plan.proxy if plan else r.outcome.proxy,
                         "result": r.outcome.result,
                         "reason": r.outcome.reason,
-                        "actions": plan.describe() if plan and not applied else [],
+                        "actions": (plan.describe() + [p.describe() for p in r.products if p.writes])
+                        if plan and not applied
+                        else [],
                         "revision": r.outcome.revision,
+                        "product": r.outcome.product,
                     },
                     sort_keys=True,
                 )
@@ -186,13 +189,16 @@ def print_reports(
             continue
         what = Text(r.outcome.reason or "", style="dim")
         if r.plan and not applied:
-            for line in r.plan.describe():
+            for line in r.plan.describe() + [p.describe() for p in r.products if p.writes]:
                 what.append(f"\n- {line}", style="")
+        proxy = _text((r.plan.proxy if r.plan else r.outcome.proxy) or "-", "bold")
+        if r.outcome.product:
+            proxy.append(f"\nproduct {r.outcome.product}", style="dim")
         rows.append(
             [
                 _where(r.ref.service, r.ref.region, r.ref.project if several_projects else ""),
                 _text(result, _STYLE.get(result, "")),
-                _text((r.plan.proxy if r.plan else r.outcome.proxy) or "-", "bold"),
+                proxy,
                 what,
             ]
         )
@@ -227,6 +233,8 @@ def print_outcomes(
         proxy = _text(o.proxy)
         if o.revision:
             proxy.append(f"\nrevision {o.revision}", style="dim")
+        if o.product:
+            proxy.append(f"\nproduct {o.product}", style="dim")
         rows.append(
             [
                 _where(service, region, project if several_projects else ""),

@@ -53,6 +53,12 @@ TARGET_TIMEOUT = ANNOTATION_PREFIX + "target-timeout"
 JWT_AUDIENCE = ANNOTATION_PREFIX + "jwt-audience"
 CORS_ORIGINS = ANNOTATION_PREFIX + "cors-origins"
 ALLOW_SUBPATHS = ANNOTATION_PREFIX + "allow-subpaths"
+PRODUCT = ANNOTATION_PREFIX + "product"
+PRODUCT_TITLE = ANNOTATION_PREFIX + "product-title"
+DESCRIPTION = ANNOTATION_PREFIX + "description"
+APPROVAL = ANNOTATION_PREFIX + "approval"
+ACCESS = ANNOTATION_PREFIX + "access"
+PRODUCT_ANNOTATIONS = (PRODUCT, PRODUCT_TITLE, DESCRIPTION, APPROVAL, ACCESS)
 KNOWN_ANNOTATIONS = (
     BASE_PATH,
     ENVIRONMENTS,
@@ -62,6 +68,7 @@ KNOWN_ANNOTATIONS = (
     JWT_AUDIENCE,
     CORS_ORIGINS,
     ALLOW_SUBPATHS,
+    *PRODUCT_ANNOTATIONS,
 )
 ALLOW_ALL_SUBPATHS = "*"
 
@@ -81,6 +88,13 @@ _SERVICE_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 _PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}", re.ASCII)
 _REGION = re.compile(r"[a-z]{2,}(?:-[a-z]+)+[0-9]{1,2}", re.ASCII)
 _KEY = re.compile(r"[A-Za-z0-9._/-]{1,320}", re.ASCII)
+# product names double as proxy label values (undeploy finds the product from it): a DNS label
+_PRODUCT_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+# shown in portals and the Apigee UI: printable ASCII, no markup characters
+_PRODUCT_TEXT = re.compile(r"[\x20-\x7e]*", re.ASCII)
+_MARKUP = set("<>{}`")
+MAX_PRODUCT_TITLE = 100
+MAX_PRODUCT_DESCRIPTION = 1000
 _V2_NAME = re.compile(r"projects/([^/]+)/locations/([^/]+)/services/([^/]+)")
 _V1_INGRESS = {
     "all": "INGRESS_TRAFFIC_ALL",
@@ -286,6 +300,17 @@ class QuotaOverride:
 
 
 @dataclass(frozen=True)
+class ProductSpec:
+    """The API product a service's proxy joins; None values: the annotation is not set."""
+
+    name: str
+    title: str | None = None
+    description: str | None = None
+    approval: str | None = None  # auto | manual
+    access: str | None = None  # public | private | internal
+
+
+@dataclass(frozen=True)
 class ProxySpec:
     """Everything that determines one service's proxy bundle and where it is deployed.
 
@@ -308,6 +333,8 @@ class ProxySpec:
     cors_origins: tuple[str, ...] | None = None
     # sub-paths of base_path other services may claim ("/admin", or "*" for all); not in the bundle
     allow_subpaths: tuple[str, ...] = ()
+    # the API product the proxy joins (None: the profile authenticates no caller, so none)
+    product: ProductSpec | None = None
 
     @property
     def service_resource_name(self) -> str:
@@ -360,6 +387,7 @@ def desired(
     credentials = profile.cors is not None and profile.cors.allow_credentials
     cors_origins = _cors_origins(annotations.get(CORS_ORIGINS), allow_credentials=credentials)
     allow_subpaths = _allow_subpaths(annotations.get(ALLOW_SUBPATHS))
+    product = _product(annotations, service, public=profile.public)
     if service.uri is None:
         raise ServiceNotReady(f"{service.resource_name} opted in but has no URL yet")
     target_url = _service_url(service.uri)
@@ -379,7 +407,57 @@ def desired(
         jwt_audience=jwt_audience,
         cors_origins=cors_origins,
         allow_subpaths=allow_subpaths,
+        product=product,
     )
+
+
+def default_product_name(project: str, region: str, service: str) -> str:
+    """The proxy name when it fits a label value (63), else the service name cut to fit before the
+    same 8 hex: every service gets its own product unless it names a shared one."""
+    name = proxy_name(project, region, service)
+    return name if len(name) <= 63 else f"{service[:54].rstrip('-')}-{name[-8:]}"
+
+
+def _product(annotations: Mapping[str, str], service: RunService, *, public: bool) -> ProductSpec | None:
+    given = [key for key in PRODUCT_ANNOTATIONS if key in annotations]
+    if public:
+        if given:
+            raise ExposureError(
+                given[0], "the profile authenticates no caller, so the service gets no API product"
+            )
+        return None
+    name = annotations.get(PRODUCT)
+    if name is not None and _PRODUCT_NAME.fullmatch(name) is None:
+        raise ExposureError(
+            PRODUCT,
+            f"must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or "
+            f"digit (got {quote_value(name)})",
+        )
+    return ProductSpec(
+        name=name or default_product_name(service.project, service.region, service.name),
+        title=_product_text(PRODUCT_TITLE, annotations.get(PRODUCT_TITLE), MAX_PRODUCT_TITLE),
+        description=_product_text(DESCRIPTION, annotations.get(DESCRIPTION), MAX_PRODUCT_DESCRIPTION),
+        approval=_choice(APPROVAL, annotations.get(APPROVAL), ("auto", "manual")),
+        access=_choice(ACCESS, annotations.get(ACCESS), ("public", "private", "internal")),
+    )
+
+
+def _product_text(key: str, value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not value.strip(" "):
+        raise ExposureError(key, "must not be empty")
+    if len(value) > limit:
+        raise ExposureError(key, f"at most {limit} characters (got {len(value)})")
+    if _PRODUCT_TEXT.fullmatch(value) is None or _MARKUP & set(value):
+        raise ExposureError(key, f"printable ASCII only, without < > {{ }} or ` (got {quote_value(value)})")
+    return value.strip(" ")
+
+
+def _choice(key: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
+    if value is None or value in allowed:
+        return value
+    raise ExposureError(key, f"must be one of {', '.join(allowed)} (got {quote_value(value)})")
 
 
 def _contract_annotations(annotations: Mapping[str, str]) -> dict[str, str]:

@@ -163,6 +163,54 @@ class ApigeeClient:
         )
         return str(doc.get("description") or "")
 
+    # -- API products -----------------------------------------------------------------------------
+
+    def get_product(self, name: str) -> dict[str, Any] | None:
+        try:
+            doc = json_or_empty(
+                self._request("GET", f"/apiproducts/{self._seg(name)}", f"get API product {name}")
+            )
+        except NotFoundError:
+            return None
+        return dict(doc)
+
+    def create_product(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Not retried after a 5xx or a timeout: a landed create answers 409 to its retry, which
+        would read as someone else's product (the caller plans again from a fresh read instead)."""
+        name = str(body.get("name", ""))
+        response = self._request(
+            "POST", "/apiproducts", f"create API product {name}", idempotent=False, json=dict(body)
+        )
+        return dict(json_or_empty(response))
+
+    def update_product(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        # PUT replaces the whole product: idempotent, so retried like a read
+        response = self._request(
+            "PUT", f"/apiproducts/{self._seg(name)}", f"update API product {name}", json=dict(body)
+        )
+        return dict(json_or_empty(response))
+
+    def delete_product(self, name: str) -> None:
+        with contextlib.suppress(NotFoundError):  # already gone: the goal is reached
+            self._request("DELETE", f"/apiproducts/{self._seg(name)}", f"delete API product {name}")
+
+    def list_products(self, *, page_size: int = 1000) -> list[dict[str, Any]]:
+        """Every API product, expanded, page by page (``startKey`` names the first product of a
+        page, inclusive, so each later page repeats the last name of the previous one)."""
+        found: list[dict[str, Any]] = []
+        start = ""
+        while True:
+            params = {"expand": "true", "count": str(page_size)}
+            if start:
+                params["startKey"] = start
+            doc = json_or_empty(self._request("GET", "/apiproducts", "list API products", params=params))
+            page = [p for p in doc.get("apiProduct") or [] if isinstance(p, dict)]
+            fresh = [p for p in page if not (start and p.get("name") == start)]
+            found += fresh
+            if len(page) < page_size or not fresh:
+                return found
+            start = str(page[-1].get("name", ""))
+
     # -- deployments --------------------------------------------------------------------------
 
     def list_proxy_deployments(self, name: str) -> list[Deployment]:

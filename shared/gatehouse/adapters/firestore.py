@@ -118,6 +118,7 @@ class FirestoreCoordinator:
                     revision=d.get("revision"),
                     at=str(d.get("at") or ""),
                     correlation_id=d.get("correlation_id"),
+                    product=d.get("product"),
                 )
             )
         return found
@@ -132,4 +133,5 @@ def _outcome_data(outcome: Outcome) -> dict[str, Any]:
         "revision": outcome.revision,
         "at": outcome.at,
         "correlation_id": outcome.correlation_id,
+        "product": outcome.product,
     }

@@ -24,6 +24,11 @@ FAILED_LABEL = "gatehouse-failed"
 PROJECT_LABEL = "gatehouse-project"
 REGION_LABEL = "gatehouse-region"
 SERVICE_LABEL = "gatehouse-service"
+# the API product the proxy is in and the digest of what the service asks of it: an event whose
+# digest matches needs no product read (see gatehouse.registration.products)
+PRODUCT_LABEL = "gatehouse-product"
+PRODUCT_HASH_LABEL = "gatehouse-product-hash"
+PRODUCT_LABELS = (PRODUCT_LABEL, PRODUCT_HASH_LABEL)
 HASH_LABEL_LENGTH = 48  # label values hold at most 63 characters; 192 bits of sha256 is plenty
 NEW = -1  # the revision an ImportBundle action will create
 
@@ -55,10 +60,26 @@ class DesiredProxy:
     content_hash: str
     base_path: str = ""
     profile: str = ""
+    # the product labels (PRODUCT_LABELS) the proxy should carry; none without a product
+    product_labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def hash_label(self) -> str:
         return self.content_hash[:HASH_LABEL_LENGTH]
+
+
+def product_labels(product: str | None, product_hash: str) -> dict[str, str]:
+    if product is None:
+        return {}
+    return {PRODUCT_LABEL: product, PRODUCT_HASH_LABEL: product_hash[:HASH_LABEL_LENGTH]}
+
+
+def _relabelled(labels: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str] | None:
+    """The proxy's labels with the product labels ``wanted``; None when they already are."""
+    now = {k: v for k, v in labels.items() if k in PRODUCT_LABELS}
+    if now == dict(wanted):
+        return None
+    return {**{k: v for k, v in labels.items() if k not in PRODUCT_LABELS}, **wanted}
 
 
 @dataclass(frozen=True)
@@ -181,6 +202,7 @@ def ownership_labels(ref: ServiceRef, owner_id: str, desired: DesiredProxy, revi
         PROJECT_LABEL: ref.project,
         REGION_LABEL: ref.region,
         SERVICE_LABEL: ref.service,
+        **desired.product_labels,
     }
 
 
@@ -277,6 +299,10 @@ def plan(
         deploys: list[Action] = [Deploy(env, labelled_revision, current.deployed(env)) for env in missing]
         # only the extras: nothing here asks for the usual pruning
         tidy: list[Action] = [Prune(keep_revisions, (), (), tuple(sorted(unlabelled)))]
+        relabel = _relabelled(labels, desired.product_labels)
+        if relabel is not None:
+            # the product was brought up to date first (by the registrar); record it on the proxy
+            deploys.insert(0, LabelProxy(relabel))
         if not deploys and not removals:
             note = _kept_note(removed, policy)
             if unlabelled:  # duplicates of an import whose answer was lost
@@ -288,6 +314,14 @@ def plan(
                     tuple(tidy),
                 )
             return Plan(ref, proxy_name, "unchanged", "proxy content and deployments match" + note)
+        if relabel is not None and len(deploys) == 1 and not removals:
+            return Plan(
+                ref,
+                proxy_name,
+                "update",
+                "API product settings changed" + _extras_note(unlabelled),
+                tuple(deploys + (tidy if unlabelled else [])),
+            )
         return Plan(
             ref,
             proxy_name,
@@ -381,7 +415,18 @@ def _plan_absent(
             "skip",
             f"{why}; proxy {proxy_name} is not owned by this installation, left alone",
         )
+    # under sync the proxy leaves its API product too (the registrar does that first); the
+    # product labels go once it has, so an interrupted undeploy is finished by the next event
+    leave = _relabelled(proxy.labels, {}) if policy is Policy.SYNC else None
     if not current.deployments:
+        if leave is not None:
+            return Plan(
+                ref,
+                proxy_name,
+                "unregister",
+                f"{why}; proxy {proxy_name} leaves API product {proxy.labels.get(PRODUCT_LABEL)}",
+                (LabelProxy(leave),),
+            )
         return Plan(ref, proxy_name, "unchanged", f"{why}; proxy {proxy_name} is not deployed")
     if policy is not Policy.SYNC:
         return Plan(
@@ -393,6 +438,8 @@ def _plan_absent(
     actions: list[Action] = [Undeploy(d.environment, d.revision) for d in current.deployments]
     if service_exists:
         actions.append(RevokeInvoker())  # a deleted service took its IAM policy with it
+    if leave is not None:
+        actions.append(LabelProxy(leave))
     return Plan(ref, proxy_name, "unregister", f"{why}; undeploying proxy {proxy_name}", tuple(actions))
 
 

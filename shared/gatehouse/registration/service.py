@@ -24,13 +24,23 @@ from typing import Any
 from gatehouse import bundle as bundles
 from gatehouse import exposure
 from gatehouse.config import Settings
-from gatehouse.errors import GatehouseError, InputError, NotFoundError, PermanentError, TransientError
+from gatehouse.errors import (
+    ConflictError,
+    GatehouseError,
+    InputError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 from gatehouse.logging import bound, event, get_logger, new_correlation_id
 from gatehouse.ports import ApigeeApi, CloudRunApi, Coordinator, Deployment, Outcome, ProxyInfo
 from gatehouse.profiles import ProfileSet
+from gatehouse.registration import products
 from gatehouse.registration.executor import Executor
 from gatehouse.registration.plan import (
     OWNER_LABEL,
+    PRODUCT_HASH_LABEL,
+    PRODUCT_LABEL,
     PROJECT_LABEL,
     REGION_LABEL,
     REVISION_LABEL,
@@ -39,12 +49,15 @@ from gatehouse.registration.plan import (
     Deploy,
     DesiredProxy,
     GrantInvoker,
+    LabelProxy,
     PathClaim,
     Plan,
     ServiceRef,
     path_segments,
     plan,
+    product_labels,
 )
+from gatehouse.registration.products import DesiredProduct, ProductPlan
 
 _log = get_logger("registration")
 OUT_OF_SCOPE = "out-of-scope"  # the outcome of an event or command outside projects x regions
@@ -62,6 +75,7 @@ class Desired:
     bundle_zip: bytes | None = None
     absent_reason: str = ""
     service_exists: bool = True
+    product: DesiredProduct | None = None
 
 
 @dataclass
@@ -71,6 +85,7 @@ class Report:
     ref: ServiceRef
     plan: Plan | None
     outcome: Outcome
+    products: list[ProductPlan] = field(default_factory=list)
 
 
 @dataclass
@@ -132,14 +147,32 @@ class Registrar:
         )
         if isinstance(spec, exposure.NotExposed):
             return Desired(name, None, absent_reason=spec.reason)
-        bundle = bundles.render(spec, self.profiles.get(spec.profile), owner_id=self.settings.owner_id)
+        profile = self.profiles.get(spec.profile)
+        bundle = bundles.render(spec, profile, owner_id=self.settings.owner_id)
+        product = self._desired_product(spec, profile)
         return Desired(
             spec.proxy_name,
             DesiredProxy(
-                spec.proxy_name, tuple(spec.environments), bundle.content_hash, spec.base_path, spec.profile
+                spec.proxy_name,
+                tuple(spec.environments),
+                bundle.content_hash,
+                spec.base_path,
+                spec.profile,
+                product_labels(product.name, product.content_hash) if product else {},
             ),
             bundle.zip_bytes,
+            product=product,
         )
+
+    def _desired_product(self, spec: exposure.ProxySpec, profile: Any) -> DesiredProduct | None:
+        """The service's part of its API product (none for a profile without caller auth)."""
+        operations, scopes = self._operations(spec)
+        return products.for_service(spec, profile, operations=operations, scopes=scopes)
+
+    def _operations(self, spec: exposure.ProxySpec) -> tuple[products.Operations | None, tuple[str, ...]]:
+        """The product operations and OAuth scopes of a service: from its OpenAPI spec once that is
+        wired in; until then one operation over the whole base path and no scopes."""
+        return None, ()
 
     def _current(self, name: str) -> Current:
         proxy = self.apigee.get_proxy(name)
@@ -275,7 +308,9 @@ class Registrar:
                 )
             current = self._current(want.proxy_name)
             the_plan = self._plan(ref, want, current)
-            if not apply or not the_plan.writes:
+            if not apply:
+                return self._preview(ref, want, current, the_plan, correlation_id)
+            if not the_plan.writes:
                 return self._finish(
                     ref,
                     the_plan,
@@ -283,8 +318,9 @@ class Registrar:
                     the_plan.reason,
                     apply=apply,
                     correlation_id=correlation_id,
+                    product=want.product.name if want.product else None,
                 )
-            return self._apply_under_lease(ref, want, the_plan, correlation_id)
+            return self._apply_under_lease(ref, want, the_plan, correlation_id, current=current)
 
     def _apply_under_lease(
         self,
@@ -293,33 +329,168 @@ class Registrar:
         first_plan: Plan,
         correlation_id: str,
         claims: Sequence[PathClaim] | None = None,
+        *,
+        current: Current | None = None,
+        force_products: bool = False,
     ) -> Report:
         lease = self._take_lease(want.proxy_name, correlation_id)
+        product = want.product.name if want.product else None
         try:
             # someone may have finished the job while we waited: plan again from fresh state
-            the_plan = (
-                self._plan(ref, want, self._current(want.proxy_name), claims) if lease.waited else first_plan
-            )
+            if lease.waited or current is None:
+                current = self._current(want.proxy_name)
+                the_plan = self._plan(ref, want, current, claims)
+            else:
+                the_plan = first_plan
+            done: list[ProductPlan] = []
             try:
+                if the_plan.writes or force_products:
+                    done = self._apply_products(want, current, the_plan, correlation_id, force=force_products)
+                    stop = next((p for p in done if p.result in ("conflict", "error")), None)
+                    if stop is not None:
+                        report = self._finish(
+                            ref,
+                            the_plan,
+                            stop.result,
+                            stop.reason + "; nothing was changed",
+                            apply=True,
+                            correlation_id=correlation_id,
+                            product=product,
+                        )
+                        report.products = done
+                        return report
                 applied = self.executor.apply(the_plan, want.bundle_zip)
             except TransientError:
                 raise
             except GatehouseError as exc:
                 result = "conflict" if exc.__class__.__name__ == "ConflictError" else "error"
-                return self._finish(
-                    ref, the_plan, result, str(exc), apply=True, correlation_id=correlation_id
+                report = self._finish(
+                    ref,
+                    the_plan,
+                    result,
+                    str(exc),
+                    apply=True,
+                    correlation_id=correlation_id,
+                    product=product,
                 )
-            return self._finish(
+                report.products = done
+                return report
+            wrote = any(p.writes for p in done)
+            report = self._finish(
                 ref,
                 the_plan,
-                applied.result,
-                applied.reason,
+                "registered" if wrote and applied.result == "unchanged" else applied.result,
+                applied.reason + _product_note(done),
                 apply=True,
                 correlation_id=correlation_id,
                 revision=applied.revision,
+                product=product,
             )
+            report.products = done
+            return report
         finally:
             self.coordinator.release(lease.lease)
+
+    # -- API products -----------------------------------------------------------------------------
+
+    def _product_changes(
+        self, want: Desired, current: Current, the_plan: Plan, *, force: bool = False
+    ) -> list[tuple[str, str]]:
+        """The products to look at, as (name, "join" | "leave"): only when the proxy's product
+        labels are about to change, so a service whose labels match costs no product read."""
+        proxy = current.proxy
+        labels = proxy.labels if proxy is not None else {}
+        if the_plan.result in ("conflict", "skip"):
+            return []
+        wanted = want.proxy.product_labels if want.proxy is not None else {}
+        now = {k: labels[k] for k in (PRODUCT_LABEL, PRODUCT_HASH_LABEL) if k in labels}
+        relabels = any(isinstance(a, LabelProxy) for a in the_plan.actions)
+        if not force and (now == dict(wanted) or not relabels):
+            return []
+        changes: list[tuple[str, str]] = []
+        if want.product is not None:
+            changes.append((want.product.name, "join"))
+        old = labels.get(PRODUCT_LABEL)
+        if old and (want.product is None or old != want.product.name):
+            changes.append((old, "leave"))
+        return changes
+
+    def _product_plans(self, want: Desired, changes: list[tuple[str, str]]) -> list[ProductPlan]:
+        found = []
+        for name, kind in changes:
+            doc = self.apigee.get_product(name)
+            current = products.Product.from_json(doc) if doc is not None else None
+            if kind == "join" and want.product is not None:
+                found.append(
+                    products.plan_product(
+                        want.product, current, owner_id=self.settings.owner_id, policy=self.settings.policy
+                    )
+                )
+            else:
+                found.append(
+                    products.plan_leave(name, want.proxy_name, current, owner_id=self.settings.owner_id)
+                )
+        return found
+
+    def _apply_products(
+        self, want: Desired, current: Current, the_plan: Plan, holder: str, *, force: bool = False
+    ) -> list[ProductPlan]:
+        """Read, plan and write the products this plan touches, each under its own lease (products
+        have no etag: an update replaces the whole product, so two services joining at once must
+        not interleave their read and write). Nothing is written if any plan is a conflict."""
+        changes = self._product_changes(want, current, the_plan, force=force)
+        if not changes:
+            return []
+        leases = [self._take_lease(f"apiproduct:{name}", holder) for name in sorted({n for n, _ in changes})]
+        try:
+            planned = self._product_plans(want, changes)
+            if any(p.result in ("conflict", "error") for p in planned):
+                return planned
+            for p in planned:
+                self._write_product(p)
+            return planned
+        finally:
+            for held in leases:
+                self.coordinator.release(held.lease)
+
+    def _write_product(self, p: ProductPlan) -> None:
+        if p.result == "create" and p.product is not None:
+            try:
+                self.apigee.create_product(p.product.to_json())
+            except ConflictError as exc:
+                # created meanwhile by someone without our lease (a person), or our own create
+                # whose answer was lost: the next attempt reads it and plans again
+                raise TransientError(f"API product {p.name} appeared while creating it; will retry") from exc
+        elif p.result == "update" and p.product is not None:
+            self.apigee.update_product(p.name, p.product.to_json())
+        elif p.result == "delete":
+            self.apigee.delete_product(p.name)
+        else:
+            return
+        event(
+            _log,
+            f"API product {p.result}d" if p.result != "delete" else "API product deleted",
+            product=p.name,
+        )
+
+    def _preview(
+        self, ref: ServiceRef, want: Desired, current: Current, the_plan: Plan, correlation_id: str
+    ) -> Report:
+        """A plan-mode report: the proxy plan plus what would happen to the products (reads only)."""
+        planned = self._product_plans(want, self._product_changes(want, current, the_plan))
+        stop = next((p for p in planned if p.result in ("conflict", "error")), None)
+        result, reason = (stop.result, stop.reason) if stop else (the_plan.result, the_plan.reason)
+        report = self._finish(
+            ref,
+            the_plan,
+            result,
+            reason + ("" if stop else _product_note(planned)),
+            apply=False,
+            correlation_id=correlation_id,
+            product=want.product.name if want.product else None,
+        )
+        report.products = planned
+        return report
 
     @dataclass
     class _Held:
@@ -349,6 +520,7 @@ class Registrar:
         correlation_id: str,
         revision: int | None = None,
         record: bool = True,
+        product: str | None = None,
     ) -> Report:
         outcome = Outcome(
             key=ref.key,
@@ -358,6 +530,7 @@ class Registrar:
             revision=revision,
             at=_now(),
             correlation_id=correlation_id,
+            product=product,
         )
         level = 40 if result in ("error", "conflict") else 30 if result == OUT_OF_SCOPE else 20
         event(
@@ -367,6 +540,7 @@ class Registrar:
             result=result,
             reason=reason,
             proxy=outcome.proxy,
+            product=product,
             revision=revision,
             mode="apply" if apply else "plan",
             actions=the_plan.describe() if the_plan else [],
@@ -420,6 +594,7 @@ class Registrar:
             to_apply: list[tuple[ServiceRef, Desired, Plan]] = []
             outcomes: list[Outcome] = []
             in_place: list[int] = []  # indexes of unchanged, registered services: drift candidates
+            wants: dict[int, Desired] = {}
             for done, ref in enumerate(refs, 1):
                 try:
                     want = self.desired(ref, services.get(ref))
@@ -443,36 +618,88 @@ class Registrar:
                     if apply and the_plan.writes:
                         to_apply.append((ref, want, the_plan))
                     else:
+                        planned = (
+                            self._product_plans(want, self._product_changes(want, current, the_plan))
+                            if the_plan.writes
+                            else []
+                        )
                         r = Report(
                             ref,
                             the_plan,
                             Outcome(
                                 ref.key,
                                 the_plan.result,
-                                the_plan.reason,
+                                the_plan.reason + _product_note(planned),
                                 the_plan.proxy,
                                 at=_now(),
                                 correlation_id=correlation_id,
+                                product=want.product.name if want.product else None,
                             ),
+                            planned,
                         )
                         if the_plan.result == "unchanged" and want.proxy is not None:
                             in_place.append(len(report.reports))
+                            wants[len(report.reports)] = want
                         report.reports.append(r)
                         outcomes.append(r.outcome)
                 if progress:
                     progress(done, total)
+            refresh = self._product_drift(report, outcomes, wants, apply=apply) if wants else []
             to_restore: list[Plan] = []
             if in_place and (apply if check_invokers is None else check_invokers):
                 to_restore = self._invoker_drift(report, outcomes, in_place, apply=apply, workers=workers)
             if apply and outcomes:
                 self.coordinator.record_many(outcomes)
-            if to_apply or to_restore:
+            if to_apply or to_restore or refresh:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     for r in pool.map(lambda item: self._apply_one(*item, claims=claims), to_apply):
                         report.reports.append(r)
                     for r in pool.map(self._restore_invoker, to_restore):
                         report.reports.append(r)
+                    fixed = list(
+                        pool.map(
+                            lambda item: self._apply_one(*item, claims=claims, force_products=True), refresh
+                        )
+                    )
+                if fixed:
+                    # the product fix replaces the "unchanged" row of the same service
+                    again = {r.ref for r in fixed}
+                    report.reports[:] = [
+                        r for r in report.reports if r.ref not in again or r.outcome.result != "unchanged"
+                    ] + fixed
         return report
+
+    # -- product drift ----------------------------------------------------------------------------
+
+    def _product_drift(
+        self, report: SweepReport, outcomes: list[Outcome], wants: dict[int, Desired], *, apply: bool
+    ) -> list[tuple[ServiceRef, Desired, Plan]]:
+        """Products changed by hand (a config removed, the product deleted, a field edited) behind
+        services whose labels say it is current: one listing of every product (a page per 1,000),
+        each in-place service's part compared with it. In a plan the row shows what a run would do;
+        applying, the returned services are reconciled with their products read and written."""
+        listed = {str(doc.get("name", "")): doc for doc in self.apigee.list_products()}
+        refresh = []
+        for index, want in wants.items():
+            if want.product is None:
+                continue
+            doc = listed.get(want.product.name)
+            current = products.Product.from_json(doc) if doc is not None else None
+            fix = products.plan_product(
+                want.product, current, owner_id=self.settings.owner_id, policy=self.settings.policy
+            )
+            if not fix.writes and fix.result not in ("conflict", "error"):
+                continue
+            old = report.reports[index]
+            event(_log, "product drift", level=30, service=old.ref.key, product=fix.name, result=fix.result)
+            if apply and fix.writes and old.plan is not None:
+                refresh.append((old.ref, want, old.plan))
+                continue
+            result = fix.result if fix.result in ("conflict", "error") else "update"
+            outcome = replace(old.outcome, result=result, reason=f"{fix.reason} (changed by hand?)")
+            report.reports[index] = Report(old.ref, old.plan, outcome, [fix])
+            outcomes[index] = outcome
+        return refresh
 
     # -- invoker drift ----------------------------------------------------------------------------
 
@@ -545,7 +772,13 @@ class Registrar:
             )
 
     def _apply_one(
-        self, ref: ServiceRef, want: Desired, the_plan: Plan, *, claims: Sequence[PathClaim]
+        self,
+        ref: ServiceRef,
+        want: Desired,
+        the_plan: Plan,
+        *,
+        claims: Sequence[PathClaim],
+        force_products: bool = False,
     ) -> Report:
         correlation_id = new_correlation_id()
         with bound(correlation_id=correlation_id, service=ref.key):
@@ -553,7 +786,9 @@ class Registrar:
                 # fresh state under the lease: the bulk listing may be minutes old
                 current = self._current(want.proxy_name)
                 fresh = self._plan(ref, want, current, claims)
-                return self._apply_under_lease(ref, want, fresh, correlation_id, claims)
+                return self._apply_under_lease(
+                    ref, want, fresh, correlation_id, claims, current=current, force_products=force_products
+                )
             except TransientError as exc:
                 return self._finish(
                     ref,
@@ -584,3 +819,7 @@ class Registrar:
     def _orphan_ref(proxy: ProxyInfo) -> ServiceRef:
         labels = proxy.labels
         return ServiceRef(labels[PROJECT_LABEL], labels[REGION_LABEL], labels[SERVICE_LABEL])
+
+
+def _product_note(done: Sequence[ProductPlan]) -> str:
+    return "".join(f"; {p.reason}" for p in done if p.writes)

@@ -81,6 +81,8 @@ DEPLOY_ERROR_MARKER = "standin:deploy-error"
 ALREADY_DEPLOYED = "revision {revision} is already deployed"
 MAX_BUNDLE_BYTES = 15 * 1024 * 1024
 PROXY_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+PRODUCT_NAME = re.compile(r"^[A-Za-z0-9._\-$ %]+$")
+MAX_PRODUCT_ATTRIBUTES = 18
 SERVICE_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]*@[a-z0-9-]+\.iam\.gserviceaccount\.com$")
 TOKEN_AUTH = ("GoogleIDToken", "GoogleAccessToken")
 TIME_UNITS_MS = {"second": 1000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000, "week": 604_800_000}
@@ -306,6 +308,7 @@ class Apigee(StandIn):
             "proxies": {},  # name -> {createdAt, lastModifiedAt, labels, lastRevision, revisions{}}
             "deployments": {},  # env -> proxy -> {revision, deployStartTime, serviceAccount}
             "analytics": [],  # seeded stats samples
+            "apiproducts": {},  # name -> the product as the API answers it
         }
 
     # -- lookups --------------------------------------------------------------------------------
@@ -830,6 +833,277 @@ class Apigee(StandIn):
         if conflicts:
             out["routingConflicts"] = conflicts
         return out
+
+    # -- API products -----------------------------------------------------------------------------
+    # No upsert and no etag: create refuses an existing name (409), update (PUT) replaces the whole
+    # product. Bodies are checked against what the API refuses: a JSON content type, a valid name,
+    # operation configs with an apiSource and at most one resource/method pair each, approvalType
+    # auto|manual, at most 18 attributes, environments that exist, quota time units it knows.
+
+    def _product_name(self, name: str) -> str:
+        self._org(name)
+        return name.split("/")[3]
+
+    def _product(self, name: str) -> dict[str, Any]:
+        product = self.state["apiproducts"].get(name)
+        if product is None:
+            raise ApiError(404, f'API product "{name}" not found in organization "{self.org}"', "NOT_FOUND")
+        return product  # type: ignore[no-any-return]
+
+    def _product_body(self, call: Call, name: str | None) -> dict[str, Any]:
+        if call.request.mimetype != "application/json":
+            raise ApiError(
+                400,
+                f'unsupported Content-Type "{call.request.mimetype or "none"}": send the product as JSON',
+                "INVALID_ARGUMENT",
+            )
+        body = call.json()
+        if not isinstance(body, dict):
+            raise ApiError(400, "Invalid JSON payload received. Expected an object.", "INVALID_ARGUMENT")
+        problems = self.api.check_fields("GoogleCloudApigeeV1ApiProduct", body)
+        if problems:
+            raise ApiError(
+                400,
+                f"Invalid JSON payload received. Unknown name: {problems}",
+                "INVALID_ARGUMENT",
+                [bad_request(p.split(":", 1)[0].strip(), p) for p in problems],
+            )
+        given = str(body.get("name") or "")
+        if name is not None and given and given != name:
+            raise ApiError(400, f'the name of API product "{name}" cannot be changed', "INVALID_ARGUMENT")
+        given = given or (name or "")
+        if not PRODUCT_NAME.match(given):
+            raise ApiError(
+                400,
+                f'invalid API product name "{given}": allowed characters are A-Za-z0-9._-$ %',
+                "INVALID_ARGUMENT",
+                [bad_request("name", "invalid")],
+            )
+        approval = body.get("approvalType")
+        if approval not in (None, "", "auto", "manual"):
+            raise ApiError(
+                400,
+                f'invalid approvalType "{approval}": use auto or manual',
+                "INVALID_ARGUMENT",
+                [bad_request("approvalType", "must be auto or manual")],
+            )
+        attributes = body.get("attributes") or []
+        if not isinstance(attributes, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("value", ""), str)
+            for a in attributes
+        ):
+            raise ApiError(
+                400,
+                "attributes must be a list of {name, value}",
+                "INVALID_ARGUMENT",
+                [bad_request("attributes", "invalid")],
+            )
+        if len(attributes) > MAX_PRODUCT_ATTRIBUTES:
+            raise ApiError(
+                400,
+                f"API product can have at most {MAX_PRODUCT_ATTRIBUTES} attributes, got {len(attributes)}",
+                "INVALID_ARGUMENT",
+                [bad_request("attributes", f"at most {MAX_PRODUCT_ATTRIBUTES}")],
+            )
+        for env in body.get("environments") or []:
+            if env not in self.state["environments"]:
+                raise ApiError(
+                    400,
+                    f'environment "{env}" not found in organization "{self.org}"',
+                    "INVALID_ARGUMENT",
+                    [bad_request("environments", f"unknown {env}")],
+                )
+        group = body.get("operationGroup")
+        if group is not None:
+            configs = group.get("operationConfigs") if isinstance(group, dict) else None
+            if not isinstance(configs, list):
+                raise ApiError(
+                    400,
+                    "operationGroup.operationConfigs is required",
+                    "INVALID_ARGUMENT",
+                    [bad_request("operationGroup.operationConfigs", "required")],
+                )
+            for i, config in enumerate(configs):
+                where = f"operationGroup.operationConfigs[{i}]"
+                if not isinstance(config, dict) or not config.get("apiSource"):
+                    raise ApiError(
+                        400,
+                        f"{where}.apiSource is required",
+                        "INVALID_ARGUMENT",
+                        [bad_request(f"{where}.apiSource", "required")],
+                    )
+                operations = config.get("operations") or []
+                if len(operations) > 1:
+                    raise ApiError(
+                        400,
+                        f"{where}: only a single resource/method pair is supported per operation config",
+                        "INVALID_ARGUMENT",
+                        [bad_request(f"{where}.operations", "at most one")],
+                    )
+                for op in operations:
+                    if not isinstance(op, dict) or not str(op.get("resource") or "").startswith("/"):
+                        raise ApiError(
+                            400,
+                            f"{where}.operations[].resource is required and starts with /",
+                            "INVALID_ARGUMENT",
+                            [bad_request(f"{where}.operations.resource", "invalid")],
+                        )
+                quota = config.get("quota")
+                if quota is not None:
+                    unit = quota.get("timeUnit") if isinstance(quota, dict) else None
+                    if (
+                        not isinstance(quota, dict)
+                        or not str(quota.get("limit", "")).isdigit()
+                        or not str(quota.get("interval", "")).isdigit()
+                        or unit not in (None, "minute", "hour", "day", "month")
+                    ):
+                        raise ApiError(
+                            400,
+                            f"{where}.quota needs limit, interval and a time unit of "
+                            "minute, hour, day or month",
+                            "INVALID_ARGUMENT",
+                            [bad_request(f"{where}.quota", "invalid")],
+                        )
+        out = {k: v for k, v in body.items() if k not in ("createdAt", "lastModifiedAt")}
+        out["name"] = given
+        return out
+
+    @handles("POST", "apigee.organizations.apiproducts.create")
+    def create_product(self, call: Call) -> dict[str, Any]:
+        self._org(call.params["parent"])
+        product = self._product_body(call, None)
+        if product["name"] in self.state["apiproducts"]:
+            raise ApiError(409, f'API product "{product["name"]}" already exists', "ALREADY_EXISTS")
+        stamp = str(now_ms())
+        product["createdAt"] = product["lastModifiedAt"] = stamp
+        self.state["apiproducts"][product["name"]] = product
+        self.changed()
+        return dict(product)
+
+    @handles("GET", "apigee.organizations.apiproducts.get")
+    def get_product(self, call: Call) -> dict[str, Any]:
+        return dict(self._product(self._product_name(call.params["name"])))
+
+    @handles("PUT", "apigee.organizations.apiproducts.update")
+    def update_product(self, call: Call) -> dict[str, Any]:
+        name = self._product_name(call.params["name"])
+        old = self._product(name)
+        product = self._product_body(call, name)
+        product["createdAt"], product["lastModifiedAt"] = old["createdAt"], str(now_ms())
+        self.state["apiproducts"][name] = product
+        self.changed()
+        return dict(product)
+
+    @handles("DELETE", "apigee.organizations.apiproducts.delete")
+    def delete_product(self, call: Call) -> dict[str, Any]:
+        name = self._product_name(call.params["name"])
+        out = dict(self._product(name))
+        del self.state["apiproducts"][name]
+        self.changed()
+        return out
+
+    @handles("GET", "apigee.organizations.apiproducts.list")
+    def list_products(self, call: Call) -> dict[str, Any]:
+        self._org(call.params["parent"])
+        try:
+            count = int(call.arg("count") or 1000)
+        except ValueError:
+            raise ApiError(400, "Invalid count", "INVALID_ARGUMENT") from None
+        if not 1 <= count <= 1000:
+            raise ApiError(400, "count must be between 1 and 1000", "INVALID_ARGUMENT")
+        names = sorted(self.state["apiproducts"])
+        start = call.arg("startKey")
+        if start:
+            names = [n for n in names if n >= start]  # startKey is inclusive
+        attr, value = call.arg("attributename"), call.arg("attributevalue")
+        if attr:
+            names = [
+                n
+                for n in names
+                if any(
+                    a.get("name") == attr and (value is None or a.get("value") == value)
+                    for a in self.state["apiproducts"][n].get("attributes") or []
+                )
+            ]
+        names = names[:count]
+        if call.flag("expand"):
+            found = [dict(self.state["apiproducts"][n]) for n in names]
+        else:
+            found = [{"name": n} for n in names]
+        return {"apiProduct": found} if found else {}
+
+    @handles("POST", "apigee.organizations.apiproducts.attributes")
+    def replace_product_attributes(self, call: Call) -> dict[str, Any]:
+        name = self._product_name(call.params["name"])
+        product = self._product(name)
+        body = call.json()
+        attributes = body.get("attribute") if isinstance(body, dict) else None
+        if not isinstance(attributes, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("name"), str) for a in attributes
+        ):
+            raise ApiError(400, "attribute must be a list of {name, value}", "INVALID_ARGUMENT")
+        if len(attributes) > MAX_PRODUCT_ATTRIBUTES:
+            raise ApiError(
+                400, f"API product can have at most {MAX_PRODUCT_ATTRIBUTES} attributes", "INVALID_ARGUMENT"
+            )
+        product["attributes"] = [{"name": a["name"], "value": str(a.get("value", ""))} for a in attributes]
+        product["lastModifiedAt"] = str(now_ms())
+        self.changed()
+        return {"attribute": product["attributes"]}
+
+    @handles("GET", "apigee.organizations.apiproducts.attributes.list")
+    def list_product_attributes(self, call: Call) -> dict[str, Any]:
+        product = self._product(self._product_name(call.params["parent"]))
+        attributes = product.get("attributes") or []
+        return {"attribute": attributes} if attributes else {}
+
+    def _attribute(self, call_name: str) -> tuple[dict[str, Any], str]:
+        self._org(call_name)
+        parts = call_name.split("/")
+        return self._product(parts[3]), parts[5]
+
+    @handles("GET", "apigee.organizations.apiproducts.attributes.get")
+    def get_product_attribute(self, call: Call) -> dict[str, Any]:
+        product, key = self._attribute(call.params["name"])
+        for a in product.get("attributes") or []:
+            if a.get("name") == key:
+                return dict(a)
+        raise ApiError(404, f'attribute "{key}" not found', "NOT_FOUND")
+
+    @handles("POST", "apigee.organizations.apiproducts.attributes.updateApiProductAttribute")
+    def set_product_attribute(self, call: Call) -> dict[str, Any]:
+        product, key = self._attribute(call.params["name"])
+        body = call.json()
+        value = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(value, str):
+            raise ApiError(400, "value is required", "INVALID_ARGUMENT")
+        attributes = product.setdefault("attributes", [])
+        for a in attributes:
+            if a.get("name") == key:
+                a["value"] = value
+                break
+        else:
+            if len(attributes) >= MAX_PRODUCT_ATTRIBUTES:
+                raise ApiError(
+                    400,
+                    f"API product can have at most {MAX_PRODUCT_ATTRIBUTES} attributes",
+                    "INVALID_ARGUMENT",
+                )
+            attributes.append({"name": key, "value": value})
+        product["lastModifiedAt"] = str(now_ms())
+        self.changed()
+        return {"name": key, "value": value}
+
+    @handles("DELETE", "apigee.organizations.apiproducts.attributes.delete")
+    def delete_product_attribute(self, call: Call) -> dict[str, Any]:
+        product, key = self._attribute(call.params["name"])
+        attributes = product.get("attributes") or []
+        for i, a in enumerate(attributes):
+            if a.get("name") == key:
+                del attributes[i]
+                self.changed()
+                return dict(a)
+        raise ApiError(404, f'attribute "{key}" not found', "NOT_FOUND")
 
     # -- analytics --------------------------------------------------------------------------------
 
