@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     secretmanager_endpoint: str | None = None
     iam_endpoint: str | None = None
     orgpolicy_endpoint: str | None = None
+    # IAM Credentials (ID tokens minted as the proxy service account to read service-path specs)
+    iamcredentials_endpoint: str | None = None
+    # local stack only: where requests to the services' run.app URLs go (the Cloud Run stand-in
+    # answers them by Host header); None: the service URL itself, over HTTPS
+    service_endpoint: str | None = None
 
     # local stack: endpoints above point at stand-ins, calls go out without credentials
     anonymous_credentials: bool = False

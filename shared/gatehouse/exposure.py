@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -53,6 +53,7 @@ TARGET_TIMEOUT = ANNOTATION_PREFIX + "target-timeout"
 JWT_AUDIENCE = ANNOTATION_PREFIX + "jwt-audience"
 CORS_ORIGINS = ANNOTATION_PREFIX + "cors-origins"
 ALLOW_SUBPATHS = ANNOTATION_PREFIX + "allow-subpaths"
+OPENAPI = ANNOTATION_PREFIX + "openapi"
 KNOWN_ANNOTATIONS = (
     BASE_PATH,
     ENVIRONMENTS,
@@ -62,6 +63,7 @@ KNOWN_ANNOTATIONS = (
     JWT_AUDIENCE,
     CORS_ORIGINS,
     ALLOW_SUBPATHS,
+    OPENAPI,
 )
 ALLOW_ALL_SUBPATHS = "*"
 
@@ -81,6 +83,11 @@ _SERVICE_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 _PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}", re.ASCII)
 _REGION = re.compile(r"[a-z]{2,}(?:-[a-z]+)+[0-9]{1,2}", re.ASCII)
 _KEY = re.compile(r"[A-Za-z0-9._/-]{1,320}", re.ASCII)
+# Cloud Storage bucket names (dotted names: each part 1-63, at most 222 in all) and object names kept
+# to URL-safe ASCII without '..' segments, so the URI reads the same everywhere it is shown
+_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9_.-]{1,220}[a-z0-9])", re.ASCII)
+_OBJECT = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*", re.ASCII)
+_REVISION = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 _V2_NAME = re.compile(r"projects/([^/]+)/locations/([^/]+)/services/([^/]+)")
 _V1_INGRESS = {
     "all": "INGRESS_TRAFFIC_ALL",
@@ -119,6 +126,8 @@ class RunService:
     ingress: str | None
     ready: bool | None  # None: still reconciling / unknown
     generation: int | None
+    # the latest ready revision's short name (what a service-path spec was read from); None: unknown
+    ready_revision: str | None = None
 
     @property
     def resource_name(self) -> str:
@@ -173,7 +182,17 @@ def _from_v2(doc: Mapping[str, Any], *, project: str | None, region: str | None)
         ingress=_optional_str(doc, "ingress", "ingress"),
         ready=ready,
         generation=_generation(doc.get("generation")),
+        ready_revision=_revision_name(doc.get("latestReadyRevision")),
     )
+
+
+def _revision_name(value: object) -> str | None:
+    """The short name of ``projects/P/locations/R/services/S/revisions/NAME`` (or of NAME), when it
+    is a valid revision name; anything else counts as unknown."""
+    if not isinstance(value, str):
+        return None
+    short = value.rsplit("/", 1)[-1]
+    return short if _REVISION.fullmatch(short) else None
 
 
 def _from_v1(doc: Mapping[str, Any], *, project: str | None, region: str | None) -> RunService:
@@ -221,6 +240,7 @@ def _from_v1(doc: Mapping[str, Any], *, project: str | None, region: str | None)
         ingress=_V1_INGRESS.get(ingress, ingress) if ingress is not None else None,
         ready=ready,
         generation=_generation(metadata.get("generation")),
+        ready_revision=_revision_name(status.get("latestReadyRevisionName")),
     )
 
 
@@ -286,6 +306,20 @@ class QuotaOverride:
 
 
 @dataclass(frozen=True)
+class OpenApiSource:
+    """Where a service's spec is: a path on the service (``/openapi.json``), read over HTTPS with
+    an ID token for the service URL, or a Cloud Storage object (``gs://bucket/object``)."""
+
+    path: str | None = None
+    bucket: str | None = None
+    object: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return self.path if self.path is not None else f"gs://{self.bucket}/{self.object}"
+
+
+@dataclass(frozen=True)
 class ProxySpec:
     """Everything that determines one service's proxy bundle and where it is deployed.
 
@@ -308,6 +342,11 @@ class ProxySpec:
     cors_origins: tuple[str, ...] | None = None
     # sub-paths of base_path other services may claim ("/admin", or "*" for all); not in the bundle
     allow_subpaths: tuple[str, ...] = ()
+    # where the service's OpenAPI spec is (gatehouse.dev/openapi); the spec itself is read later
+    openapi: OpenApiSource | None = None
+    # the service's latest ready revision: a service-path spec is read again only when it changes.
+    # Not in the bundle, so not part of the spec's identity.
+    ready_revision: str | None = field(default=None, compare=False)
 
     @property
     def service_resource_name(self) -> str:
@@ -360,6 +399,7 @@ def desired(
     credentials = profile.cors is not None and profile.cors.allow_credentials
     cors_origins = _cors_origins(annotations.get(CORS_ORIGINS), allow_credentials=credentials)
     allow_subpaths = _allow_subpaths(annotations.get(ALLOW_SUBPATHS))
+    openapi = _openapi(annotations.get(OPENAPI))
     if service.uri is None:
         raise ServiceNotReady(f"{service.resource_name} opted in but has no URL yet")
     target_url = _service_url(service.uri)
@@ -379,6 +419,8 @@ def desired(
         jwt_audience=jwt_audience,
         cors_origins=cors_origins,
         allow_subpaths=allow_subpaths,
+        openapi=openapi,
+        ready_revision=service.ready_revision,
     )
 
 
@@ -518,6 +560,38 @@ def _subpath(value: str) -> None:
             raise fail("'*' stands alone and allows every sub-path; it is not a segment wildcard here")
         if _PATH_SEGMENT.fullmatch(segment) is None:
             raise fail("segments may contain only letters, digits, '.', '_', '~', '-'")
+
+
+def _openapi(value: str | None) -> OpenApiSource | None:
+    """``/path/on/the/service`` or ``gs://bucket/object``."""
+    if value is None:
+        return None
+
+    def fail(problem: str) -> ExposureError:
+        return ExposureError(OPENAPI, f"{problem} (got {quote_value(value)})")
+
+    if value.startswith("gs://"):
+        bucket, _, name = value.removeprefix("gs://").partition("/")
+        if _BUCKET.fullmatch(bucket) is None or len(bucket) > 222 or ".." in bucket:
+            raise fail("not a Cloud Storage bucket name (gs://bucket/object)")
+        if not name or len(name) > 1024 or _OBJECT.fullmatch(name) is None:
+            raise fail(
+                "the object name must be URL-safe ASCII segments separated by single '/' (gs://bucket/object)"
+            )
+        if any(part in (".", "..") for part in name.split("/")):
+            raise fail("the object name must not contain '.' or '..' segments")
+        return OpenApiSource(bucket=bucket, object=name)
+    if not value.startswith("/"):
+        raise fail("must be a path on the service ('/openapi.json') or gs://bucket/object")
+    if len(value) > MAX_BASE_PATH_LENGTH:
+        raise fail(f"must be at most {MAX_BASE_PATH_LENGTH} characters")
+    segments = value[1:].split("/")
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            raise fail("the path must not contain empty, '.' or '..' segments or end with '/'")
+        if _PATH_SEGMENT.fullmatch(segment) is None:
+            raise fail("path segments may contain only letters, digits, '.', '_', '~', '-'")
+    return OpenApiSource(path=value)
 
 
 def _quota(value: str | None) -> QuotaOverride | None:

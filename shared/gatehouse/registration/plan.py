@@ -24,6 +24,10 @@ FAILED_LABEL = "gatehouse-failed"
 PROJECT_LABEL = "gatehouse-project"
 REGION_LABEL = "gatehouse-region"
 SERVICE_LABEL = "gatehouse-service"
+# the service's OpenAPI spec as last imported: its identity (format-digest) and what it was read
+# from (the Cloud Run revision serving it, or g<generation> of its Cloud Storage object)
+SPEC_LABEL = "gatehouse-spec"
+SPEC_SOURCE_LABEL = "gatehouse-spec-source"
 HASH_LABEL_LENGTH = 48  # label values hold at most 63 characters; 192 bits of sha256 is plenty
 NEW = -1  # the revision an ImportBundle action will create
 
@@ -55,6 +59,8 @@ class DesiredProxy:
     content_hash: str
     base_path: str = ""
     profile: str = ""
+    # labels that record the spec the bundle holds (SPEC_LABEL, SPEC_SOURCE_LABEL), if it has one
+    spec_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def hash_label(self) -> str:
@@ -181,6 +187,7 @@ def ownership_labels(ref: ServiceRef, owner_id: str, desired: DesiredProxy, revi
         PROJECT_LABEL: ref.project,
         REGION_LABEL: ref.region,
         SERVICE_LABEL: ref.service,
+        **dict(desired.spec_labels),
     }
 
 

@@ -10,6 +10,15 @@ leaves an ``unchanged`` service unreachable. The sweep (by default when it appli
 job) reads the IAM policy of every service whose proxy is registered and in place, one
 ``getIamPolicy`` per service, ``workers`` at a time, and grants the binding again where it is
 missing. Events do not pay that read: an unchanged service stays at 3 reads.
+
+OpenAPI specs (``gatehouse.dev/openapi``): the bundle carries the service's spec, and the content
+hash covers it through its digest. A proxy labelled ours records the spec's identity
+(``SPEC_LABEL``) and what it was read from (``SPEC_SOURCE_LABEL``: the Cloud Run revision that
+served it, or ``g<generation>`` of a Cloud Storage object). An event reads a service-path spec
+again only when the service's latest ready revision differs from that label, and a ``gs://`` spec
+only when one metadata read shows another generation; otherwise the hash is computed from the
+label and, should the plan import a bundle after all, the spec is read then. An unchanged event
+with a service-path spec therefore stays at 3 reads. The sweep reads every spec.
 """
 
 from __future__ import annotations
@@ -26,19 +35,32 @@ from gatehouse import exposure
 from gatehouse.config import Settings
 from gatehouse.errors import GatehouseError, InputError, NotFoundError, PermanentError, TransientError
 from gatehouse.logging import bound, event, get_logger, new_correlation_id
-from gatehouse.ports import ApigeeApi, CloudRunApi, Coordinator, Deployment, Outcome, ProxyInfo
+from gatehouse.ports import (
+    ApigeeApi,
+    CloudRunApi,
+    Coordinator,
+    Deployment,
+    Outcome,
+    ProxyInfo,
+    SpecSource,
+)
 from gatehouse.profiles import ProfileSet
+from gatehouse.registration import openapi
 from gatehouse.registration.executor import Executor
+from gatehouse.registration.openapi import OpenApiSpec, SpecError, SpecIdentity
 from gatehouse.registration.plan import (
     OWNER_LABEL,
     PROJECT_LABEL,
     REGION_LABEL,
     REVISION_LABEL,
     SERVICE_LABEL,
+    SPEC_LABEL,
+    SPEC_SOURCE_LABEL,
     Current,
     Deploy,
     DesiredProxy,
     GrantInvoker,
+    ImportBundle,
     PathClaim,
     Plan,
     ServiceRef,
@@ -59,9 +81,12 @@ class Desired:
 
     proxy_name: str
     proxy: DesiredProxy | None
-    bundle_zip: bytes | None = None
+    bundle_zip: bytes | None = None  # None with a proxy: rendered from a spec's label, not its bytes
     absent_reason: str = ""
     service_exists: bool = True
+    contract: exposure.ProxySpec | None = None
+    # the validated spec when it was read (products take operations and scopes from it)
+    spec: OpenApiSpec | None = None
 
 
 @dataclass
@@ -98,6 +123,7 @@ class Registrar:
         *,
         sleep: Callable[[float], None] = time.sleep,
         lease_patience: float = 30.0,
+        specs: SpecSource | None = None,
     ) -> None:
         if not settings.proxy_service_account:
             raise InputError(
@@ -110,6 +136,7 @@ class Registrar:
         self.profiles = profiles
         self.sleep = sleep
         self.lease_patience = lease_patience
+        self.specs = specs
         self.executor = Executor(
             apigee,
             cloudrun,
@@ -121,25 +148,168 @@ class Registrar:
 
     # -- desired state ------------------------------------------------------------------------
 
-    def desired(self, ref: ServiceRef, service_doc: dict[str, Any] | None) -> Desired:
-        """Pure but for rendering; raises InputError for a service whose contract is invalid."""
-        name = exposure.proxy_name(ref.project, ref.region, ref.service)
+    def desired(
+        self,
+        ref: ServiceRef,
+        service_doc: dict[str, Any] | None,
+        *,
+        current: Current | None = None,
+        grant: bool = False,
+    ) -> Desired:
+        """The service's desired proxy and bundle; raises InputError for an invalid contract or spec.
+
+        ``current`` (the proxy as read) lets a spec recorded in its labels stand in for reading the
+        spec again (see the module docstring); None reads every spec. ``grant`` lets a spec read
+        that the service refuses grant the proxy service account run.invoker first (applying)."""
+        contract = self._contract(ref, service_doc)
+        return self._rendered(ref, contract, current, grant=grant)
+
+    def _contract(
+        self, ref: ServiceRef, service_doc: dict[str, Any] | None
+    ) -> exposure.ProxySpec | exposure.NotExposed | None:
         if service_doc is None:
-            return Desired(name, None, absent_reason="service deleted", service_exists=False)
+            return None
         service = exposure.RunService.from_json(service_doc, project=ref.project, region=ref.region)
-        spec = exposure.desired(
+        return exposure.desired(
             service, self.profiles, default_environments=self.settings.apigee_environments
         )
-        if isinstance(spec, exposure.NotExposed):
-            return Desired(name, None, absent_reason=spec.reason)
-        bundle = bundles.render(spec, self.profiles.get(spec.profile), owner_id=self.settings.owner_id)
+
+    def _rendered(
+        self,
+        ref: ServiceRef,
+        contract: exposure.ProxySpec | exposure.NotExposed | None,
+        current: Current | None,
+        *,
+        grant: bool,
+        reread: bool = False,
+    ) -> Desired:
+        name = exposure.proxy_name(ref.project, ref.region, ref.service)
+        if contract is None:
+            return Desired(name, None, absent_reason="service deleted", service_exists=False)
+        if isinstance(contract, exposure.NotExposed):
+            return Desired(name, None, absent_reason=contract.reason)
+        spec = contract
+        proxy = current.proxy if current is not None else None
+        if (
+            spec.openapi is not None
+            and proxy is not None
+            and current is not None
+            and proxy.labels.get(OWNER_LABEL) != self.settings.owner_id
+            and not current.adoptable
+        ):
+            # someone else's proxy: the plan is a conflict whatever the content, so nothing is read
+            return Desired(
+                spec.proxy_name,
+                DesiredProxy(spec.proxy_name, tuple(spec.environments), "", spec.base_path, spec.profile),
+                contract=spec,
+            )
+        document, source = (
+            self._spec(ref, spec, None if reread else current, grant=grant) if spec.openapi else (None, None)
+        )
+        bundle = bundles.render(
+            spec, self.profiles.get(spec.profile), owner_id=self.settings.owner_id, openapi=document
+        )
+        labels: tuple[tuple[str, str], ...] = ()
+        if document is not None:
+            identity = document.identity if isinstance(document, OpenApiSpec) else document
+            labels = ((SPEC_LABEL, identity.label),) + (((SPEC_SOURCE_LABEL, source),) if source else ())
         return Desired(
             spec.proxy_name,
             DesiredProxy(
-                spec.proxy_name, tuple(spec.environments), bundle.content_hash, spec.base_path, spec.profile
+                spec.proxy_name,
+                tuple(spec.environments),
+                bundle.content_hash,
+                spec.base_path,
+                spec.profile,
+                spec_labels=labels,
             ),
-            bundle.zip_bytes,
+            bundle.zip_bytes or None,
+            contract=spec,
+            spec=document if isinstance(document, OpenApiSpec) else None,
         )
+
+    # -- OpenAPI specs --------------------------------------------------------------------------
+
+    def _spec(
+        self, ref: ServiceRef, spec: exposure.ProxySpec, current: Current | None, *, grant: bool
+    ) -> tuple[OpenApiSpec | SpecIdentity, str | None]:
+        """The service's spec (read and validated), or only its identity when the proxy's labels
+        show it was read from what is there now; and the source marker for SPEC_SOURCE_LABEL."""
+        source = spec.openapi
+        if source is None or self.specs is None:
+            raise SpecError("this installation has no spec reader configured")
+        labels = current.proxy.labels if current is not None and current.proxy is not None else {}
+        known = (
+            SpecIdentity.from_label(labels.get(SPEC_LABEL))
+            if labels.get(OWNER_LABEL) == self.settings.owner_id
+            else None
+        )
+        try:
+            if source.path is not None:
+                marker = spec.ready_revision
+                if known is not None and marker is not None and labels.get(SPEC_SOURCE_LABEL) == marker:
+                    return known, marker
+                content = self._service_spec(ref, spec, source.path, grant=grant)
+            else:
+                bucket, name = source.bucket or "", source.object or ""
+                version = self.specs.object_version(bucket, name)
+                marker = f"g{version.generation}"
+                if known is not None and labels.get(SPEC_SOURCE_LABEL) == marker:
+                    return known, marker
+                if version.size > openapi.MAX_SPEC_BYTES:
+                    raise SpecError(f"{source.uri} is larger than 2 MB ({version.size} bytes)")
+                content = self.specs.object_bytes(
+                    bucket, name, version.generation, limit=openapi.MAX_SPEC_BYTES
+                )
+        except (SpecError, TransientError):
+            raise
+        except PermanentError as exc:
+            raise SpecError(f"cannot read the spec at {source.uri}: {exc}") from None
+        return openapi.parse_spec(content), marker
+
+    def _service_spec(self, ref: ServiceRef, spec: exposure.ProxySpec, path: str, *, grant: bool) -> bytes:
+        if self.specs is None:
+            raise SpecError("this installation has no spec reader configured")
+        shown = f"{spec.target_url}{path}"
+        try:
+            return self.specs.service_spec(spec.target_url, path, limit=openapi.MAX_SPEC_BYTES)
+        except PermanentError as exc:
+            if exc.status not in (401, 403):
+                raise
+            denied = exc.status
+        # the proxy service account is granted run.invoker when the service is first registered;
+        # a new service's spec is read before that, so the grant comes first when applying
+        if not grant:
+            raise SpecError(
+                f"{shown} answered {denied} to {self.settings.proxy_service_account}, which is granted "
+                "roles/run.invoker on the service when the plan is applied"
+            )
+        if not self.cloudrun.add_invoker(ref.project, ref.region, ref.service, self._member):
+            raise SpecError(
+                f"{shown} answered {denied} to {self.settings.proxy_service_account} although it holds "
+                "roles/run.invoker on the service"
+            )
+        event(_log, "invoker granted to read the spec", proxy=spec.proxy_name, member=self._member)
+        try:
+            return self.specs.service_spec(spec.target_url, path, limit=openapi.MAX_SPEC_BYTES)
+        except PermanentError as exc:
+            if exc.status not in (401, 403):
+                raise
+            raise TransientError(
+                f"{shown} still answers {exc.status} just after granting roles/run.invoker "
+                "(IAM changes take a while to reach Cloud Run); will retry"
+            ) from None
+
+    def _with_bundle(
+        self, ref: ServiceRef, want: Desired, the_plan: Plan, current: Current
+    ) -> tuple[Desired, Plan]:
+        """A plan that imports needs the bundle's bytes: read the spec a label stood in for, render,
+        and plan again (the spec read may differ from what the label recorded)."""
+        imports = any(isinstance(a, ImportBundle) for a in the_plan.actions)
+        if not imports or want.bundle_zip is not None or want.contract is None:
+            return want, the_plan
+        full = self._rendered(ref, want.contract, None, grant=True)
+        return full, self._plan(ref, full, current)
 
     def _current(self, name: str) -> Current:
         proxy = self.apigee.get_proxy(name)
@@ -263,7 +433,12 @@ class Registrar:
                 )
             try:
                 service_doc = self.cloudrun.get_service(ref.project, ref.region, ref.service)
-                want = self.desired(ref, service_doc)
+                contract = self._contract(ref, service_doc)
+                current = self._current(exposure.proxy_name(ref.project, ref.region, ref.service))
+                want = self._rendered(ref, contract, current, grant=apply)
+                the_plan = self._plan(ref, want, current)
+                if apply:
+                    want, the_plan = self._with_bundle(ref, want, the_plan, current)
             except InputError as exc:
                 return self._finish(
                     ref,
@@ -273,8 +448,6 @@ class Registrar:
                     apply=apply,
                     correlation_id=correlation_id,
                 )
-            current = self._current(want.proxy_name)
-            the_plan = self._plan(ref, want, current)
             if not apply or not the_plan.writes:
                 return self._finish(
                     ref,
@@ -297,10 +470,12 @@ class Registrar:
         lease = self._take_lease(want.proxy_name, correlation_id)
         try:
             # someone may have finished the job while we waited: plan again from fresh state
-            the_plan = (
-                self._plan(ref, want, self._current(want.proxy_name), claims) if lease.waited else first_plan
-            )
+            the_plan = first_plan
             try:
+                if lease.waited:
+                    fresh = self._current(want.proxy_name)
+                    the_plan = self._plan(ref, want, fresh, claims)
+                    want, the_plan = self._with_bundle(ref, want, the_plan, fresh)
                 applied = self.executor.apply(the_plan, want.bundle_zip)
             except TransientError:
                 raise
@@ -421,24 +596,26 @@ class Registrar:
             outcomes: list[Outcome] = []
             in_place: list[int] = []  # indexes of unchanged, registered services: drift candidates
             for done, ref in enumerate(refs, 1):
+                name = exposure.proxy_name(ref.project, ref.region, ref.service)
                 try:
-                    want = self.desired(ref, services.get(ref))
+                    contract = self._contract(ref, services.get(ref))
+                    proxy = proxies.get(name)
+                    listed = tuple(deployments.get(name, []))
+                    current = Current(None) if proxy is None else self._with_revisions(proxy, listed)
+                    # every spec is read again, whatever the labels say
+                    want = self._rendered(ref, contract, current, grant=apply, reread=True)
                 except GatehouseError as exc:
+                    why = (
+                        f"transient, will be retried: {exc}"
+                        if isinstance(exc, TransientError)
+                        else f"invalid exposure settings: {exc}"
+                    )
                     r = self._finish(
-                        ref,
-                        None,
-                        "error",
-                        f"invalid exposure settings: {exc}",
-                        apply=apply,
-                        correlation_id=correlation_id,
-                        record=False,
+                        ref, None, "error", why, apply=apply, correlation_id=correlation_id, record=False
                     )
                     report.reports.append(r)
                     outcomes.append(r.outcome)
                 else:
-                    proxy = proxies.get(want.proxy_name)
-                    listed = tuple(deployments.get(want.proxy_name, []))
-                    current = Current(None) if proxy is None else self._with_revisions(proxy, listed)
                     the_plan = self._plan(ref, want, current, claims)
                     if apply and the_plan.writes:
                         to_apply.append((ref, want, the_plan))
