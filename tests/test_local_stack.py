@@ -17,6 +17,7 @@ pytestmark = pytest.mark.stack
 REQUIRED = {
     "pubsub_emulator",
     "firestore_emulator",
+    "storage",
     "cloudrun",
     "apigee",
     "iam",
@@ -71,3 +72,28 @@ def test_a_second_stack_runs_beside_the_first_and_stops_alone(stack: dict[str, A
     assert not any(alive(int(p["pid"])) for p in second["processes"])
     assert all(alive(int(p["pid"])) for p in stack["processes"])  # the other stack is untouched
     assert requests.get(f"{stack['apigee']}/_standin/health", timeout=5).ok
+
+
+def test_cloud_storage_is_an_emulator_the_official_client_reaches(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STORAGE_EMULATOR_HOST, as settings_env exports it, is all google-cloud-storage needs."""
+    from google.cloud import storage
+
+    from gatehouse.local.stack import settings_env
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", settings_env(stack)["STORAGE_EMULATOR_HOST"])
+    client = storage.Client(project=stack["project"])
+    bucket = client.create_bucket("gatehouse-stack-probe")
+    try:
+        bucket.blob("probe/hello.json").upload_from_string(b'{"ok": true}', content_type="application/json")
+        blob = client.bucket("gatehouse-stack-probe").get_blob("probe/hello.json")
+        assert blob is not None and blob.generation and blob.content_type == "application/json"
+        assert blob.download_as_bytes() == b'{"ok": true}'
+        with pytest.raises(Exception) as refused:  # a reused bucket name is refused, as by GCS
+            client.create_bucket("gatehouse-stack-probe")
+        assert getattr(refused.value, "code", None) == 409
+    finally:
+        for blob in client.list_blobs("gatehouse-stack-probe"):
+            blob.delete()
+        client.bucket("gatehouse-stack-probe").delete()

@@ -520,8 +520,9 @@ def local_down(state_dir: Path) -> None:
     """Stop everything `local up` started."""
     from gatehouse.local.stack import down
 
-    stopped = down(state_dir)
-    click.echo(f"stopped {len(stopped)} processes", err=True)
+    stopped = down(state_dir, log=lambda line: click.echo(line, err=True))
+    summary = f"stopped {len(stopped)} processes" if stopped else f"no stack running in {state_dir}"
+    click.echo(summary, err=True)
 
 
 @local.command("env")

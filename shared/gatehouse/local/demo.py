@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +57,9 @@ def deploy_fleet(state: dict[str, Any], services: list[dict[str, Any]]) -> None:
         )
         try:
             client.create_service(parent=parent, service=service, service_id=spec["name"]).result()
-        except gexc.AlreadyExists:
+        except (gexc.AlreadyExists, gexc.Conflict):
+            # REST maps every 409 to Conflict; on a create without an etag it means "exists" (an
+            # earlier demo): deploy it again instead, as `gcloud run deploy` would
             service.name = f"{parent}/services/{spec['name']}"
             client.update_service(service=service).result()
 
@@ -71,9 +76,18 @@ def _run_client(state: dict[str, Any]) -> Any:
     )
 
 
-def wait_registered(state: dict[str, Any], keys: list[str], timeout: float = 120.0) -> dict[str, Any]:
-    """Poll the outcomes the functions record until every key has a final one."""
+def wait_registered(
+    state: dict[str, Any], keys: list[str], *, since: datetime, timeout: float = 120.0
+) -> dict[str, Any]:
+    """Poll the outcomes the functions record until every key has a final one recorded at or after
+    ``since`` (a demo run again must not take the last run's outcomes for this run's)."""
     from gatehouse.adapters.firestore import FirestoreCoordinator
+
+    def recent(at: str) -> bool:
+        try:
+            return datetime.fromisoformat(at.replace("Z", "+00:00")) >= since
+        except ValueError:
+            return False
 
     coordinator = FirestoreCoordinator(state["project"])
     deadline = time.monotonic() + timeout
@@ -82,7 +96,7 @@ def wait_registered(state: dict[str, Any], keys: list[str], timeout: float = 120
         final = {
             o.key: o
             for o in coordinator.outcomes(f"projects/{state['project']}/")
-            if o.key in keys and o.result in ("registered", "unchanged", "error", "conflict")
+            if o.key in keys and o.result in ("registered", "unchanged", "error", "conflict") and recent(o.at)
         }
         if len(final) == len(keys):
             break
@@ -132,12 +146,26 @@ def run_demo(state_dir: Path, *, services: int = 6, keep: bool = True) -> bool:
             from gatehouse.local.stack import down
 
             down(state_dir)
-    console.print(
-        f"\nstack state: {state_dir}/stack.json; logs: {state_dir}/logs; "
-        f"`gatehouse --stack {state_dir} status|rotate --plan|tickets list` to look around",
-        markup=False,
-    )
+    console.print(closing_hint(state_dir), markup=False, soft_wrap=True)
     return ok
+
+
+def closing_hint(state_dir: Path) -> str:
+    """Commands that work as printed: the gatehouse beside this interpreter (``.venv/bin/gatehouse``
+    after `make demo`), which need not be on PATH; whole lines, never wrapped mid-path."""
+    exe = Path(sys.executable).parent / "gatehouse"
+    gatehouse = shlex.quote(os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe))
+    stack = shlex.quote(str(state_dir))
+    return "\n".join(
+        [
+            f"\nstack state: {state_dir}/stack.json; logs: {state_dir}/logs. To look around:",
+            *(
+                f"  {gatehouse} --stack {stack} {command}"
+                for command in ("status", "rotate --plan", "tickets list")
+            ),
+            f"stop the stack: {gatehouse} local down --state-dir {stack}",
+        ]
+    )
 
 
 def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
@@ -153,10 +181,12 @@ def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
         f"deploying {len(specs)} services into the Cloud Run stand-in ({state['cloudrun']})", markup=False
     )
     started = time.monotonic()
+    # whole seconds: the recorded outcome times may carry no fraction
+    since = datetime.now(UTC).replace(microsecond=0)
     deploy_fleet(state, specs)
     exposed = [s for s in specs if s["labels"].get("apigee-expose") == "true"]
     key = f"projects/{state['project']}/locations/{state['region']}/services/"
-    outcomes = wait_registered(state, [key + s["name"] for s in exposed])
+    outcomes = wait_registered(state, [key + s["name"] for s in exposed], since=since)
     elapsed = time.monotonic() - started
     apigee = runtime.apigee(load_settings())
     table = Table("service", "profile", "proxy", "rev", "deployed in", "result")
@@ -166,16 +196,17 @@ def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
             continue
         outcome = outcomes.get(key + spec["name"])
         proxy = outcome.proxy if outcome else None
-        envs = (
-            ", ".join(sorted({d.environment for d in apigee.list_proxy_deployments(proxy)})) if proxy else ""
-        )
+        deployments = apigee.list_proxy_deployments(proxy) if proxy else []
+        envs = ", ".join(sorted({d.environment for d in deployments}))
+        # the deployed revision: an unchanged outcome names none, the proxy still runs one
+        revisions = ", ".join(str(r) for r in sorted({d.revision for d in deployments}))
         result = outcome.result if outcome else "timed out"
         style = "green" if result in ("registered", "unchanged") else "red"
         table.add_row(
             escape(spec["name"]),
             escape(spec["labels"].get("apigee-profile", "apikey")),
             escape(proxy or "-"),
-            str(outcome.revision or "-") if outcome else "-",
+            revisions or "-",
             escape(envs or "-"),
             f"[{style}]{escape(result)}[/]",
         )

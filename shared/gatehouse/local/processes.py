@@ -180,6 +180,32 @@ def start_firestore_emulator(log_dir: Path, port: int | None = None) -> Managed:
     return managed
 
 
+def start_storage_emulator(
+    log_dir: Path, data_dir: Path, project_number: str, port: int | None = None
+) -> Managed:
+    """gcp-storage-emulator from PyPI (an existing Cloud Storage emulator, the `local` extra brings it);
+    clients reach it through STORAGE_EMULATOR_HOST. Objects live in ``data_dir``."""
+    port = port or free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "gcp_storage_emulator",
+        "--data-dir",
+        str(data_dir),
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--project-number",
+        project_number,
+        "--quiet",
+    ]
+    managed = spawn("storage-emulator", argv, port=port, log_dir=log_dir)
+    wait_http(managed, timeout=60)
+    return managed
+
+
 def start_python(
     name: str,
     module_args: Sequence[str],

@@ -3,18 +3,21 @@
 Production: log sink -> Pub/Sub topic -> push -> ``on_run_event``; commands topic (and Secret
 Manager's SECRET_ROTATE notifications) -> ``on_command``; Cloud Monitoring -> alerts topic -> pull
 subscription drained by the ``latency-tickets`` job; Cloud Scheduler -> Cloud Run jobs. Here: the
-real Pub/Sub and Firestore emulators; stand-ins for the Cloud Run Admin API (which also publishes
-the sink's audit entries and runs jobs as local processes), Apigee, IAM, Secret Manager, Org Policy
-and GitHub Issues; both functions under functions-framework behind push subscriptions.
+real Pub/Sub and Firestore emulators; gcp-storage-emulator (PyPI) for Cloud Storage; stand-ins for
+the Cloud Run Admin API (which also publishes the sink's audit entries and runs jobs as local
+processes), Apigee, IAM, Secret Manager, Org Policy and GitHub Issues; both functions under
+functions-framework behind push subscriptions.
 Everything binds to 127.0.0.1 on free ports, so stacks with different state directories coexist.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +34,7 @@ from gatehouse.local.processes import (
     start_firestore_emulator,
     start_pubsub_emulator,
     start_python,
+    start_storage_emulator,
     stop,
 )
 
@@ -126,6 +130,7 @@ def endpoints(state: dict[str, Any]) -> dict[str, tuple[str, int]]:
     named = {
         "pubsub emulator": f"//{state.get('pubsub_emulator', '')}",
         "firestore emulator": f"//{state.get('firestore_emulator', '')}",
+        "storage emulator": str(state.get("storage", "")),
         **{f"{name} stand-in": str(state.get(name, "")) for name in STANDINS},
         **{name: str(url) for name, url in dict(state.get("functions") or {}).items()},
     }
@@ -177,6 +182,9 @@ def settings_env(state: dict[str, Any]) -> dict[str, str]:
     return {
         "PUBSUB_EMULATOR_HOST": state["pubsub_emulator"],
         "FIRESTORE_EMULATOR_HOST": state["firestore_emulator"],
+        # google-cloud-storage's documented switch: no credentials, this endpoint (a stack started by
+        # an older gatehouse has no storage emulator: its state file still loads)
+        **({"STORAGE_EMULATOR_HOST": state["storage"]} if state.get("storage") else {}),
         "GOOGLE_CLOUD_PROJECT": state["project"],
         "GATEHOUSE_ANONYMOUS_CREDENTIALS": "true",
         "GATEHOUSE_APIGEE_ENDPOINT": state["apigee"],
@@ -269,15 +277,16 @@ def up(
     logs = state_dir / "logs"
     started: list[Managed] = []
     try:
-        log("starting the Pub/Sub and Firestore emulators")
+        log("starting the Pub/Sub, Firestore and Cloud Storage emulators")
         _start_all(
             started,
             {
                 "pubsub": lambda: start_pubsub_emulator(logs),
                 "firestore": lambda: start_firestore_emulator(logs),
+                "storage": lambda: start_storage_emulator(logs, state_dir / "storage", PROJECT_NUMBER),
             },
         )
-        pubsub, firestore = started
+        pubsub, firestore, storage = started
         topics = {k: f"projects/{PROJECT}/topics/{v}" for k, v in TOPICS.items()}
         _create_topics(pubsub.host_port, topics)
 
@@ -295,6 +304,7 @@ def up(
             "tracker_token_secret": TRACKER_TOKEN_SECRET,
             "pubsub_emulator": pubsub.host_port,
             "firestore_emulator": firestore.host_port,
+            "storage": storage.url,
             **{name: f"http://127.0.0.1:{ports[name]}" for name in STANDINS},
             "functions": {t: f"http://127.0.0.1:{ports[t]}" for t in ("on_run_event", "on_command")},
             "jobs": {job: f"projects/{PROJECT}/locations/{REGION}/jobs/{job}" for job in JOBS},
@@ -366,17 +376,28 @@ def _start_all(started: list[Managed], starters: dict[str, Callable[[], Managed]
             raise failure
 
 
-def down(state_dir: Path) -> list[str]:
-    """Stop every process the stack in ``state_dir`` started; returns their names."""
+def down(state_dir: Path, *, log: Callable[[str], None] = lambda _: None, grace: float = 3.0) -> list[str]:
+    """Stop every process the stack in ``state_dir`` started, all at once; returns their names.
+
+    Each gets SIGTERM and ``grace`` seconds before SIGKILL (the emulators' JVMs take their time and
+    hold nothing that must be flushed: the stand-ins write their state on every change). ``log`` hears
+    of each process as it stops, so a person sees progress."""
     try:
         state = load_state(Path(state_dir))
     except StackNotRunningError:
         return []
-    stopped = []
-    for proc in reversed(state.get("processes", [])):
-        if alive(int(proc["pid"])):
-            stop(int(proc["pid"]))
-            stopped.append(str(proc["name"]))
+    running = [p for p in reversed(state.get("processes", [])) if alive(int(p["pid"]))]
+
+    def stop_one(proc: dict[str, Any]) -> str:
+        started = time.monotonic()
+        stop(int(proc["pid"]), timeout=grace)
+        log(f"stopped {proc['name']} ({time.monotonic() - started:.1f}s)")
+        return str(proc["name"])
+
+    stopped: list[str] = []
+    if running:
+        with ThreadPoolExecutor(len(running)) as pool:
+            stopped = list(pool.map(stop_one, running))
     (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
     return stopped
 
@@ -449,6 +470,7 @@ def _create_subscriptions(host: str, topics: dict[str, str], functions: dict[str
 
 def _seed(state: dict[str, Any]) -> None:
     """What an operator sets up once: the tracker token in Secret Manager, the service accounts."""
+    from google.api_core import exceptions as gexc
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import secretmanager
@@ -458,23 +480,31 @@ def _seed(state: dict[str, Any]) -> None:
         transport="rest",
         client_options=ClientOptions(api_endpoint=state["secretmanager"]),
     )
+    # the stand-ins keep their state across `down`/`up`: seed what is missing, keep what is there
     secret_id = TRACKER_TOKEN_SECRET.rsplit("/", 1)[-1]
-    secret = client.create_secret(
-        request={
-            "parent": f"projects/{PROJECT}",
-            "secret_id": secret_id,
-            "secret": {"replication": {"automatic": {}}},
-        }
-    )
-    client.add_secret_version(request={"parent": secret.name, "payload": {"data": b"local-tracker-token"}})
+    with contextlib.suppress(gexc.Conflict):  # REST maps 409 ALREADY_EXISTS to Conflict: seeded before
+        client.create_secret(
+            request={
+                "parent": f"projects/{PROJECT}",
+                "secret_id": secret_id,
+                "secret": {"replication": {"automatic": {}}},
+            }
+        )
+    enabled = client.list_secret_versions(request={"parent": TRACKER_TOKEN_SECRET, "filter": "state:ENABLED"})
+    if not any(True for _ in enabled):
+        client.add_secret_version(
+            request={"parent": TRACKER_TOKEN_SECRET, "payload": {"data": b"local-tracker-token"}}
+        )
     import requests
 
     for account in (PROXY_SERVICE_ACCOUNT, ROTATION_IDENTITY):
-        requests.post(
+        response = requests.post(
             f"{state['iam']}/v1/projects/{PROJECT}/serviceAccounts",
             timeout=10,
             json={"accountId": account.split("@")[0]},
-        ).raise_for_status()
+        )
+        if response.status_code != 409:  # 409: the account exists already
+            response.raise_for_status()
 
 
 if __name__ == "__main__":  # pragma: no cover
