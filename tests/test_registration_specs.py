@@ -257,3 +257,24 @@ def test_the_sweep_reads_every_spec_again() -> None:
     report = registrar.sweep(apply=True)
     assert [r.outcome.result for r in report.reports] == ["unchanged"]
     assert specs.calls["service_spec"] == 1
+
+
+def test_concurrent_events_for_a_spec_service_import_once() -> None:
+    import threading
+
+    registrar, apigee, _, specs = make(service("orders", "/openapi.yaml"))
+    specs.served[url("orders") + "/openapi.yaml"] = ORDERS
+    barrier = threading.Barrier(8)
+    results: list[str] = []
+
+    def handle() -> None:
+        barrier.wait()
+        results.append(registrar.reconcile_service(ref("orders")).outcome.result)
+
+    threads = [threading.Thread(target=handle) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert apigee.calls["import"] == 1
+    assert results.count("registered") == 1 and set(results) <= {"registered", "unchanged"}

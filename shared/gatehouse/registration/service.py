@@ -434,8 +434,15 @@ class Registrar:
             try:
                 service_doc = self.cloudrun.get_service(ref.project, ref.region, ref.service)
                 contract = self._contract(ref, service_doc)
-                current = self._current(exposure.proxy_name(ref.project, ref.region, ref.service))
-                want = self._rendered(ref, contract, current, grant=apply)
+                name = exposure.proxy_name(ref.project, ref.region, ref.service)
+                if isinstance(contract, exposure.ProxySpec) and contract.openapi is not None:
+                    # the proxy's labels say whether the spec must be read: read them first
+                    current = self._current(name)
+                    want = self._rendered(ref, contract, current, grant=apply)
+                else:
+                    # render first: the proxy is read as late as possible before the lease is taken
+                    want = self._rendered(ref, contract, None, grant=apply)
+                    current = self._current(name)
                 the_plan = self._plan(ref, want, current)
                 if apply:
                     want, the_plan = self._with_bundle(ref, want, the_plan, current)
@@ -472,7 +479,14 @@ class Registrar:
             # someone may have finished the job while we waited: plan again from fresh state
             the_plan = first_plan
             try:
-                if lease.waited:
+                # a spec read lies between reading the proxy and taking the lease: long enough for
+                # another instance to have imported meanwhile, so a plan that imports reads again
+                spec_import = (
+                    want.contract is not None
+                    and want.contract.openapi is not None
+                    and any(isinstance(a, ImportBundle) for a in first_plan.actions)
+                )
+                if lease.waited or spec_import:
                     fresh = self._current(want.proxy_name)
                     the_plan = self._plan(ref, want, fresh, claims)
                     want, the_plan = self._with_bundle(ref, want, the_plan, fresh)
