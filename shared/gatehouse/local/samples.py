@@ -16,7 +16,8 @@ SAMPLE_FLEET: list[dict[str, Any]] = [
     {
         "name": "orders",
         "labels": {"apigee-expose": "true"},
-        "annotations": {"gatehouse.dev/base-path": "/v1/orders"},
+        # the service answers its OpenAPI spec at this path (serve_spec), which goes into the bundle
+        "annotations": {"gatehouse.dev/base-path": "/v1/orders", "gatehouse.dev/openapi": "/openapi.yaml"},
     },
     {
         "name": "payments",
@@ -40,6 +41,14 @@ SAMPLE_FLEET: list[dict[str, Any]] = [
     },
     {"name": "batch-worker", "labels": {"team": "data"}, "annotations": {}},
 ]
+
+
+def serve_fleet_specs(state: dict[str, Any], services: list[dict[str, Any]]) -> None:
+    """Make every sample service with a service-path spec answer it (before it is deployed)."""
+    for service in services:
+        path = service["annotations"].get("gatehouse.dev/openapi", "")
+        if path.startswith("/"):
+            serve_spec(state, service["name"], path, SAMPLE_SPEC)
 
 
 def fleet(count: int) -> list[dict[str, Any]]:
