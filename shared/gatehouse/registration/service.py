@@ -87,6 +87,8 @@ class Desired:
     contract: exposure.ProxySpec | None = None
     # the validated spec when it was read (products take operations and scopes from it)
     spec: OpenApiSpec | None = None
+    # run.invoker was granted to the proxy service account to read the spec (the plan needs not)
+    invoker_granted: bool = False
 
 
 @dataclass
@@ -203,8 +205,11 @@ class Registrar:
                 DesiredProxy(spec.proxy_name, tuple(spec.environments), "", spec.base_path, spec.profile),
                 contract=spec,
             )
+        granted: list[bool] = []
         document, source = (
-            self._spec(ref, spec, None if reread else current, grant=grant) if spec.openapi else (None, None)
+            self._spec(ref, spec, None if reread else current, grant=grant, granted=granted)
+            if spec.openapi
+            else (None, None)
         )
         bundle = bundles.render(
             spec, self.profiles.get(spec.profile), owner_id=self.settings.owner_id, openapi=document
@@ -226,12 +231,19 @@ class Registrar:
             bundle.zip_bytes or None,
             contract=spec,
             spec=document if isinstance(document, OpenApiSpec) else None,
+            invoker_granted=bool(granted),
         )
 
     # -- OpenAPI specs --------------------------------------------------------------------------
 
     def _spec(
-        self, ref: ServiceRef, spec: exposure.ProxySpec, current: Current | None, *, grant: bool
+        self,
+        ref: ServiceRef,
+        spec: exposure.ProxySpec,
+        current: Current | None,
+        *,
+        grant: bool,
+        granted: list[bool],
     ) -> tuple[OpenApiSpec | SpecIdentity, str | None]:
         """The service's spec (read and validated), or only its identity when the proxy's labels
         show it was read from what is there now; and the source marker for SPEC_SOURCE_LABEL."""
@@ -249,7 +261,10 @@ class Registrar:
                 marker = spec.ready_revision
                 if known is not None and marker is not None and labels.get(SPEC_SOURCE_LABEL) == marker:
                     return known, marker
-                content = self._service_spec(ref, spec, source.path, grant=grant)
+                # a proxy that does not exist yet: its service account has no run.invoker on the
+                # service, so it is granted first (the create plan would grant it anyway)
+                new = current is not None and current.proxy is None
+                content = self._service_spec(ref, spec, source.path, grant=grant, first=new, granted=granted)
             else:
                 bucket, name = source.bucket or "", source.object or ""
                 version = self.specs.object_version(bucket, name)
@@ -267,10 +282,22 @@ class Registrar:
             raise SpecError(f"cannot read the spec at {source.uri}: {exc}") from None
         return openapi.parse_spec(content), marker
 
-    def _service_spec(self, ref: ServiceRef, spec: exposure.ProxySpec, path: str, *, grant: bool) -> bytes:
+    def _service_spec(
+        self,
+        ref: ServiceRef,
+        spec: exposure.ProxySpec,
+        path: str,
+        *,
+        grant: bool,
+        first: bool = False,
+        granted: list[bool],
+    ) -> bytes:
         if self.specs is None:
             raise SpecError("this installation has no spec reader configured")
         shown = f"{spec.target_url}{path}"
+        if grant and first:
+            self.cloudrun.add_invoker(ref.project, ref.region, ref.service, self._member)
+            granted.append(True)
         try:
             return self.specs.service_spec(spec.target_url, path, limit=openapi.MAX_SPEC_BYTES)
         except PermanentError as exc:
@@ -284,21 +311,23 @@ class Registrar:
                 f"{shown} answered {denied} to {self.settings.proxy_service_account}, which is granted "
                 "roles/run.invoker on the service when the plan is applied"
             )
-        if not self.cloudrun.add_invoker(ref.project, ref.region, ref.service, self._member):
-            raise SpecError(
-                f"{shown} answered {denied} to {self.settings.proxy_service_account} although it holds "
-                "roles/run.invoker on the service"
-            )
-        event(_log, "invoker granted to read the spec", proxy=spec.proxy_name, member=self._member)
-        try:
-            return self.specs.service_spec(spec.target_url, path, limit=openapi.MAX_SPEC_BYTES)
-        except PermanentError as exc:
-            if exc.status not in (401, 403):
-                raise
-            raise TransientError(
-                f"{shown} still answers {exc.status} just after granting roles/run.invoker "
-                "(IAM changes take a while to reach Cloud Run); will retry"
-            ) from None
+        if not granted:
+            if not self.cloudrun.add_invoker(ref.project, ref.region, ref.service, self._member):
+                raise SpecError(
+                    f"{shown} answered {denied} to {self.settings.proxy_service_account} although it holds "
+                    "roles/run.invoker on the service"
+                )
+            granted.append(True)
+            event(_log, "invoker granted to read the spec", proxy=spec.proxy_name, member=self._member)
+            try:
+                return self.specs.service_spec(spec.target_url, path, limit=openapi.MAX_SPEC_BYTES)
+            except PermanentError as exc:
+                if exc.status not in (401, 403):
+                    raise
+        raise TransientError(
+            f"{shown} still answers {denied} just after granting roles/run.invoker "
+            "(IAM changes take a while to reach Cloud Run); will retry"
+        )
 
     def _with_bundle(
         self, ref: ServiceRef, want: Desired, the_plan: Plan, current: Current
@@ -446,6 +475,11 @@ class Registrar:
                 the_plan = self._plan(ref, want, current)
                 if apply:
                     want, the_plan = self._with_bundle(ref, want, the_plan, current)
+                    if want.invoker_granted:  # granted a moment ago to read the spec
+                        the_plan = replace(
+                            the_plan,
+                            actions=tuple(a for a in the_plan.actions if not isinstance(a, GrantInvoker)),
+                        )
             except InputError as exc:
                 return self._finish(
                     ref,
