@@ -1,7 +1,8 @@
-"""Management calls per service event: a NEW service with its API product (target <= 13, the
-figure issue 11 sets for a product and a spec; 9 before products) and an UNCHANGED one (target
-<= 3 reads, 0 writes: the product labels on the proxy say the product is current without reading
-it), counted by the stand-ins themselves.
+"""Management calls per service event, counted by the stand-ins themselves: a NEW service with its
+API product (target <= 11: 9 before products, plus the product's read and create), the same with a
+service-path OpenAPI spec (target <= 13, the figure issue 11 sets for a product and a spec), and an
+UNCHANGED one with and without a spec (target <= 3 reads, 0 writes: the product and spec labels on
+the proxy say both are current without reading them).
 
 What is measured. The real path: on a full local stack, a service is created through the official
 Cloud Run client; the Cloud Run stand-in publishes its two audit entries, the Pub/Sub emulator
@@ -39,10 +40,14 @@ from bench.harness import (
     read_stats,
     reset_stats,
     sized,
+    wait_until,
 )
+from gatehouse.local.samples import SAMPLE_SPEC, serve_spec
 from gatehouse.local.stack import ENVIRONMENT, ORGANIZATION, settings_env
 
-TARGET_NEW = 13
+TARGET_NEW = 11  # 9 before products, plus the product's read and create
+TARGET_NEW_WITH_SPEC = 13  # issue 11: a product and a spec on top of the 9
+SPEC = {"gatehouse.dev/openapi": "/openapi.yaml"}
 TARGET_UNCHANGED_READS = 3
 OUTCOME_TIMEOUT = 60.0
 
@@ -66,7 +71,42 @@ def _through_pubsub(state: dict[str, Any]) -> dict[str, CallCount]:
             f"calls_per_service via Pub/Sub, {step}: {counts[step].total:g} calls "
             f"({time.perf_counter() - started:.2f}s to outcome {expect!r} + 1 s settle)"
         )
+    # a service whose spec is a path on it: the spec is read as the proxy service account (one ID
+    # token, one read of the service) when new and when its ready revision changes, not otherwise
+    spec_name = "calls-spec"
+    serve_spec(state, spec_name, "/openapi.yaml", SAMPLE_SPEC)
+    for step, expect in (
+        ("new-spec", "registered"),
+        ("unchanged-spec", "unchanged"),
+        ("revision-spec", "unchanged"),
+    ):
+        reset_stats(state)
+        fleet.own_calls.clear()
+        since = time.time()
+        if step == "new-spec":
+            fleet.create(spec_name, annotations=SPEC)
+        elif step == "unchanged-spec":
+            fleet.relabel(spec_name, {"apigee-expose": "true", "team": "bench"})
+        else:
+            fleet.redeploy(spec_name, "img:2", annotations=SPEC)
+        _wait_recorded(outcomes, fleet.key(spec_name), expect, since)
+        time.sleep(1.0)
+        counts[step] = CallCount.between(read_stats(state), fleet.own_calls)
+        log(f"calls_per_service via Pub/Sub, {step}: {counts[step].total:g} calls")
     return counts
+
+
+def _recorded(outcomes: Outcomes, key: str, expect: str, since: float) -> bool:
+    result, at = outcomes.read(key).get(key, ("", 0.0))
+    return result == expect and at >= since
+
+
+def _wait_recorded(outcomes: Outcomes, key: str, expect: str, since: float) -> None:
+    """Until an outcome ``expect`` for ``key`` is recorded after ``since`` (an earlier step may have
+    left the same result behind)."""
+    wait_until(
+        lambda: _recorded(outcomes, key, expect, since), timeout=OUTCOME_TIMEOUT, what=f"{key} -> {expect}"
+    )
 
 
 def _in_process(state: dict[str, Any]) -> dict[str, CallCount]:
@@ -118,8 +158,39 @@ def _measure() -> dict[str, Any]:
         real = _through_pubsub(state)
         floor = _in_process(state)
     new, unchanged = real["new"], real["unchanged"]
+    new_spec, unchanged_spec, revision_spec = real["new-spec"], real["unchanged-spec"], real["revision-spec"]
     return {
         "figures": [
+            figure(
+                "management calls per NEW service with a service-path OpenAPI spec",
+                new_spec.total,
+                "calls",
+                baseline=new.total,
+                baseline_label="a new service without a spec, same run",
+                target=f"<= {TARGET_NEW_WITH_SPEC} (with its API product)",
+                passed=new_spec.total <= TARGET_NEW_WITH_SPEC,
+                calls=new_spec.to_dict(),
+            ),
+            figure(
+                "management calls per UNCHANGED service with a spec (labels changed, same ready revision)",
+                unchanged_spec.total,
+                "calls",
+                baseline=unchanged.total,
+                baseline_label="an unchanged service without a spec, same run",
+                target=f"<= {TARGET_UNCHANGED_READS} reads, 0 writes",
+                passed=unchanged_spec.reads <= TARGET_UNCHANGED_READS and unchanged_spec.writes == 0,
+                calls=unchanged_spec.to_dict(),
+            ),
+            figure(
+                "calls when a spec'd service gets a new revision with the same spec (spec read again)",
+                revision_spec.total,
+                "calls",
+                baseline=unchanged.total,
+                baseline_label="an unchanged service without a spec, same run",
+                target="0 writes",
+                passed=revision_spec.writes == 0,
+                calls=revision_spec.to_dict(),
+            ),
             figure(
                 "management calls per NEW service (create -> Pub/Sub -> on_run_event)",
                 new.total,

@@ -174,9 +174,9 @@ def detach_run_events(state: dict[str, Any], push_endpoint: str = "") -> None:
 # -- the stand-ins' call counters ----------------------------------------------------------------
 
 
-STANDINS = ("apigee", "cloudrun")
+STANDINS = ("apigee", "cloudrun", "iam")  # iam: ID tokens minted to read services' OpenAPI specs
 # POST methods that only read (a dry run and a permission check); everything else non-GET writes
-READ_ONLY_POSTS = ("generateDeployChangeReport", "testIamPermissions")
+READ_ONLY_POSTS = ("generateDeployChangeReport", "testIamPermissions", "generateIdToken")
 
 
 def reset_stats(state: dict[str, Any]) -> None:
@@ -280,11 +280,19 @@ class RunFleet:
     def key(self, name: str) -> str:
         return f"{self.parent}/services/{name}"
 
-    def create(self, name: str, *, image: str = "img:1", labels: dict[str, str] | None = None) -> None:
+    def create(
+        self,
+        name: str,
+        *,
+        image: str = "img:1",
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> None:
         from google.cloud import run_v2
 
         service = run_v2.Service(
             labels=labels if labels is not None else {"apigee-expose": "true"},
+            annotations=annotations or {},
             template=run_v2.RevisionTemplate(
                 containers=[run_v2.Container(image=f"europe-docker.pkg.dev/{self.project}/apps/{image}")]
             ),
@@ -292,17 +300,24 @@ class RunFleet:
         operation = self.client.create_service(parent=self.parent, service=service, service_id=name)
         operation.result()  # type: ignore[no-untyped-call]
 
+    def relabel(self, name: str, labels: dict[str, str]) -> None:
+        """Change the service's labels only: Cloud Run keeps its ready revision."""
+        service = self.client.get_service(name=self.key(name))
+        service.labels = labels
+        self.client.update_service(service=service).result()  # type: ignore[no-untyped-call]
+
     def create_many(self, names: list[str], *, workers: int = 8) -> None:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(self.create, names))
 
-    def redeploy(self, name: str, image: str) -> None:
+    def redeploy(self, name: str, image: str, annotations: dict[str, str] | None = None) -> None:
         """A new revision with a new image: the most common event, and one the proxy ignores."""
         from google.cloud import run_v2
 
         service = run_v2.Service(
             name=self.key(name),
             labels={"apigee-expose": "true"},
+            annotations=annotations or {},
             template=run_v2.RevisionTemplate(
                 containers=[run_v2.Container(image=f"europe-docker.pkg.dev/{self.project}/apps/{image}")]
             ),

@@ -8,6 +8,8 @@ Allowed warnings, each a deliberate choice:
   TargetServers are environment-level objects; one per service per environment would add
   management calls and state to keep in sync, and the Google ID token audience must be that
   literal URL anyway.
+- BN013 "Unreferenced resources" for the spec in resources/oas/ of a profile without
+  ``validate_requests``: API hub reads it from there; no policy needs to.
 - TD007 "Missing TrustStore in SSLInfo", only when the profile sets no ``target.trust_store``:
   gatehouse always renders ``<Enforce>true</Enforce>`` (strict certificate and host name checks)
   against the runtime's default trust, which covers *.run.app. Omitting SSLInfo would silence the
@@ -26,6 +28,7 @@ import pytest
 from gatehouse.bundle import render, write_tree
 from gatehouse.exposure import ProxySpec, RunService, desired
 from gatehouse.profiles import ProfileSet, load_profiles, parse_profiles
+from gatehouse.registration.openapi import OpenApiSpec, parse_spec
 
 pytestmark = pytest.mark.lint
 
@@ -75,8 +78,15 @@ profiles:
     cors: {allow_origins: [https://app.example.com]}
     headers: {response: {remove: [server]}}
     target: {trust_store: ref://gatehouse-truststore}
+  validating:
+    auth: {mode: apikey}
+    spike_arrest: {rate: 30ps}
+    validate_requests: true
 """
 )
+SPECS = Path(__file__).parent / "fixtures" / "openapi"
+ORDERS_SPEC = parse_spec((SPECS / "orders-3.0.yaml").read_bytes())
+LEDGER_SPEC = parse_spec((SPECS / "ledger-3.1.json").read_bytes())
 
 
 def _spec(fixture_name: str, profiles: ProfileSet, profile: str, annotations: dict[str, str]) -> ProxySpec:
@@ -90,6 +100,11 @@ def _spec(fixture_name: str, profiles: ProfileSet, profile: str, annotations: di
 
 def _cases() -> dict[str, tuple[ProfileSet, ProxySpec]]:
     cases: dict[str, tuple[ProfileSet, ProxySpec]] = {}
+    cases["validating-with-spec"] = (
+        EVERYTHING,
+        _spec("v2-default-profile.json", EVERYTHING, "validating", {}),
+    )
+    cases["apikey-with-spec"] = (PROFILES, _spec("v2-default-profile.json", PROFILES, "apikey", {}))
     for name in PROFILES.names:
         extra = {"gatehouse.dev/jwt-audience": "api://default"} if name == "jwt" else {}
         cases[name] = (PROFILES, _spec("v2-default-profile.json", PROFILES, name, extra))
@@ -101,11 +116,15 @@ def _cases() -> dict[str, tuple[ProfileSet, ProxySpec]]:
         "gatehouse.dev/target-timeout": "1500ms",
     }
     for name in EVERYTHING.names:
+        if EVERYTHING.profiles[name].validate_requests:
+            continue  # needs a spec: the case above
         cases[name] = (EVERYTHING, _spec("v2-default-profile.json", EVERYTHING, name, overrides))
     return cases
 
 
 CASES = _cases()
+# the spec each case's bundle carries (apiproxy/resources/oas/)
+WITH_SPEC: dict[str, OpenApiSpec] = {"validating-with-spec": ORDERS_SPEC, "apikey-with-spec": LEDGER_SPEC}
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +134,8 @@ def lint_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dic
     root = tmp_path_factory.mktemp("bundles")
     processes = {}
     for name, (profiles, spec) in CASES.items():
-        write_tree(render(spec, profiles.profiles[spec.profile]), root / name)
+        openapi = WITH_SPEC.get(name)
+        write_tree(render(spec, profiles.profiles[spec.profile], openapi=openapi), root / name)
         command = [str(APIGEELINT), "-s", str(root / name / "apiproxy"), "-f", "json.js"]
         processes[name] = subprocess.Popen(
             [*command, "--profile", "apigeex", "--norc"],
@@ -147,6 +167,8 @@ def _allowed_warnings(name: str) -> set[str]:
     allowed = {"TD002"}
     if profiles.profiles[spec.profile].target.trust_store is None:
         allowed.add("TD007")
+    if name in WITH_SPEC and not profiles.profiles[spec.profile].validate_requests:
+        allowed.add("BN013")  # the spec is there for API hub; no policy references it
     return allowed
 
 

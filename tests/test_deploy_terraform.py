@@ -635,7 +635,11 @@ def test_grants_are_resource_level_where_possible() -> None:
     }
     assert {role for _, role in project_wide} <= allowed
     for who, role, scope, _ in _grants("service_account_roles"):
-        if role in {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"}:
+        if role in {
+            "roles/iam.serviceAccountUser",
+            "roles/iam.serviceAccountTokenCreator",
+            "roles/iam.serviceAccountOpenIdTokenCreator",
+        }:
             assert scope.startswith("service-account:"), (who, role, scope)
         if role.startswith("roles/run.invoker") or role.startswith("roles/run.jobs"):
             assert scope.split(":")[0] in {"service", "job", "registered-services"}, (who, role, scope)
@@ -767,3 +771,23 @@ def test_latency_alerts_feed_the_tickets_subscription() -> None:
     assert _ref(cfg.resource("google_pubsub_subscription", "alerts_tickets")["topic"]) == (
         "google_pubsub_topic.alerts.id"
     )
+
+
+def test_spec_readers_mint_id_tokens_as_the_proxy_identity_only() -> None:
+    """Reading a service-path OpenAPI spec needs an ID token minted as the proxy identity (which
+    holds run.invoker): exactly the three identities that register, on that one account, and the
+    OpenID token creator role only (no access tokens, no signing)."""
+    sa = [(who, role, scope) for who, role, scope, _ in _grants("service_account_roles")]
+    openid = [(who, scope) for who, role, scope in sa if role == "roles/iam.serviceAccountOpenIdTokenCreator"]
+    assert sorted(openid) == [
+        ("on-command", "service-account:apigee-proxy"),
+        ("on-run-event", "service-account:apigee-proxy"),
+        ("reconcile", "service-account:apigee-proxy"),
+    ]
+    registering = {"on-run-event", "on-command", "reconcile"}
+    assert not [
+        (who, role)
+        for who, role, _ in sa
+        if who in registering
+        and (role == "roles/iam.serviceAccountTokenCreator" or role.startswith("roles/run.invoker"))
+    ]

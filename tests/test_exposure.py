@@ -667,3 +667,65 @@ def test_spec_is_deterministic_and_ignores_volatile_fields() -> None:
 
 def test_allow_subpaths_defaults_to_none() -> None:
     assert spec_of(service()).allow_subpaths == ()
+
+
+# --------------------------------------------------------------------------------------------------
+# gatehouse.dev/openapi
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "bucket", "name"),
+    [
+        ("/openapi.json", "/openapi.json", None, None),
+        ("/v1/api-docs/openapi.yaml", "/v1/api-docs/openapi.yaml", None, None),
+        ("gs://specs-bucket/orders/openapi.yaml", None, "specs-bucket", "orders/openapi.yaml"),
+        ("gs://my.specs.example.com/a", None, "my.specs.example.com", "a"),
+    ],
+)
+def test_openapi_annotation_names_a_path_or_an_object(
+    value: str, path: str | None, bucket: str | None, name: str | None
+) -> None:
+    doc = fixture("v2-default-profile.json")
+    doc["annotations"]["gatehouse.dev/openapi"] = value
+    spec = spec_of(RunService.from_json(doc))
+    assert spec.openapi is not None
+    assert (spec.openapi.path, spec.openapi.bucket, spec.openapi.object) == (path, bucket, name)
+    assert spec.openapi.uri == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "openapi.json",
+        "https://evil.example.com/openapi.json",
+        "/../secrets",
+        "//host/x",
+        "/a//b",
+        "/a/",
+        "/a?b=c",
+        "/a b",
+        "gs://",
+        "gs://bucket",
+        "gs://bucket/",
+        "gs://Bucket/x",
+        "gs://ab/x",
+        "gs://bucket/../x",
+        "gs://bucket/a b",
+        "gs://bucket/a\nb",
+        "/" + "a" * 300,
+    ],
+)
+def test_openapi_annotation_rejects_anything_else(value: str) -> None:
+    doc = fixture("v2-default-profile.json")
+    doc["annotations"]["gatehouse.dev/openapi"] = value
+    with pytest.raises(ExposureError) as info:
+        spec_of(RunService.from_json(doc))
+    assert info.value.key == "gatehouse.dev/openapi"
+
+
+def test_the_ready_revision_is_read_from_both_api_versions() -> None:
+    doc = fixture("v2-default-profile.json")
+    doc["latestReadyRevision"] = "projects/p/locations/r/services/catalog/revisions/catalog-00002-abc"
+    assert RunService.from_json(doc).ready_revision == "catalog-00002-abc"
+    doc["latestReadyRevision"] = "projects/p/locations/r/services/catalog/revisions/Not_Valid"
+    assert RunService.from_json(doc).ready_revision is None

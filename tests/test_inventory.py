@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html.parser
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from gatehouse.errors import InputError
 from gatehouse.inventory import history
 from gatehouse.inventory.model import build, latency_series
 from gatehouse.inventory.render import to_html, to_json, visible
+from gatehouse.registration.plan import PRODUCT_LABEL
 from tests.inventory_fixtures import IMG, RLO, SCRIPT, context, fleet, ticket_body
 
 
@@ -59,8 +61,20 @@ def test_sections_are_filled_and_problems_come_first() -> None:
     ticket = next(t for t in inv.tickets if t.id == "7")
     assert ticket.proxy.startswith("svc-000-") and ticket.latency_ms[-4:] == (900, 1500, 1400, 1300)
     assert ticket.incident_from == 4
-    assert inv.services[0].product is None  # the API-products work fills it
+    # no product label on the proxy yet: the one the service asks for (its own, by default)
+    assert inv.services[0].product == inv.services[0].proxy.name
     assert inv.services[0].history == f"gatehouse history {inv.services[0].key}"
+
+
+def test_a_service_shows_the_product_its_own_proxy_is_labelled_with() -> None:
+    snap = fleet(3)
+    index = next(i for i, p in enumerate(snap.proxies) if p.name.startswith("svc-000-"))
+    proxy = snap.proxies[index]
+    snap.proxies[index] = replace(proxy, labels={**proxy.labels, PRODUCT_LABEL: "payments"})
+    inv = build(snap, context())
+    assert next(s for s in inv.services if s.name == "svc-000").product == "payments"
+    listed = {s["name"]: s["product"] for s in json.loads(to_json(inv))["services"]}
+    assert listed["svc-000"] == "payments"
 
 
 def test_an_invoker_that_was_not_read_is_not_a_problem() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # modules that must stay pure (decoding, contract, rendering, planning, reports)
 PURE_PACKAGES = {
-    "gatehouse.registration": {"plan"},
+    "gatehouse.registration": {"plan", "openapi"},
     "gatehouse.rotation": {
         "material",
         "settings",

@@ -29,6 +29,7 @@ IAM_METHODS = {
     "iam.projects.serviceAccounts.keys.disable",
     "iam.projects.serviceAccounts.keys.enable",
     "iam.projects.serviceAccounts.keys.delete",
+    "iamcredentials.projects.serviceAccounts.generateIdToken",  # ID tokens for spec reads
 }
 SECRETMANAGER_METHODS = {
     "secretmanager.projects.secrets.create",
@@ -56,12 +57,14 @@ JOBS_CRUD_METHODS = {
 @pytest.mark.parametrize("cls", STANDINS, ids=lambda c: c.NAME)
 def test_every_handler_is_a_discovery_method_with_its_verb(cls: type[StandIn]) -> None:
     standin = cls()
-    api = Discovery(cls.API)
+    methods = {}
+    for document in (cls.API, *cls.EXTRA_APIS):  # the IAM stand-in also serves IAM Credentials
+        methods.update(Discovery(document).methods)
     marked = _routes(cls)
     assert set(standin.handlers) == set(marked)
     for method_id, verb in marked.items():
-        assert method_id in api.methods, method_id
-        assert api.methods[method_id].http_method == verb, method_id
+        assert method_id in methods, method_id
+        assert methods[method_id].http_method == verb, method_id
     assert all(path.startswith("/_standin/") for _, path in standin.extra_routes)
 
 
@@ -90,13 +93,13 @@ class Recorder:
     def __call__(self, verb: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
         response = requests.request(verb, self.handle.url + path, timeout=10, **kwargs)
         assert response.status_code == expect, response.text
-        method, _ = self.api.match(verb, urlsplit(response.url).path) or (None, None)
+        method, _ = self.handle.standin.match_route(verb, urlsplit(response.url).path) or (None, None)
         assert method is not None
         self.seen.add(method.id)
         doc = response.json()
         if response.ok:
             schema = self.handle.standin.response_schema(method)
-            assert self.api.check_fields(schema, doc) == [], method.id
+            assert self.handle.standin.api_of(method.id).check_fields(schema, doc) == [], method.id
         else:
             error = doc["error"]
             assert isinstance(error["code"], int) and isinstance(error["message"], str)
@@ -146,6 +149,12 @@ def test_iam_scenario_uses_only_schema_fields(servers: dict[str, Handle]) -> Non
         timeout=10,
     )
     call("POST", f"{wildcard}/keys", 400, json={})  # blocked, with a PreconditionFailure detail
+    token = call(
+        "POST", f"{wildcard}:generateIdToken", json={"audience": "https://a.run.app", "includeEmail": True}
+    )
+    assert token["token"].count(".") == 2
+    call("POST", f"{account}:generateIdToken", 400, json={"audience": "https://a.run.app"})  # '-' required
+    call("POST", f"{wildcard}:generateIdToken", 400, json={})  # audience required
     assert call.seen == IAM_METHODS
 
 

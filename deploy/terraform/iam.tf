@@ -40,12 +40,14 @@ locals {
       { role = "custom:runRegistrar", scope = "fleet-projects", reason = "read Cloud Run services and add/remove the proxy identity's run.invoker binding on each registered one" },
       { role = "custom:apigeeRegistrar", scope = "apigee-project", reason = "import, label, check, deploy, undeploy and prune the proxies gatehouse owns" },
       { role = "roles/iam.serviceAccountUser", scope = "service-account:apigee-proxy", reason = "deploy proxies that run as the proxy identity (iam.serviceAccounts.actAs)" },
+      { role = "roles/iam.serviceAccountOpenIdTokenCreator", scope = "service-account:apigee-proxy", reason = "read services' OpenAPI specs (gatehouse.dev/openapi paths) with an ID token minted as the proxy identity, which already holds run.invoker: no invoker grant of gatehouse's own" },
       { role = "roles/datastore.user", scope = "project", reason = "per-proxy leases and per-service outcomes in Firestore" },
     ]
     "on-command" = [
       { role = "custom:runRegistrar", scope = "fleet-projects", reason = "reconcile one service inline: read it and manage the proxy identity's run.invoker binding" },
       { role = "custom:apigeeRegistrar", scope = "apigee-project", reason = "reconcile one service inline: plan or apply its proxy" },
       { role = "roles/iam.serviceAccountUser", scope = "service-account:apigee-proxy", reason = "deploy proxies that run as the proxy identity (iam.serviceAccounts.actAs)" },
+      { role = "roles/iam.serviceAccountOpenIdTokenCreator", scope = "service-account:apigee-proxy", reason = "read services' OpenAPI specs (gatehouse.dev/openapi paths) with an ID token minted as the proxy identity, which already holds run.invoker: no invoker grant of gatehouse's own" },
       { role = "roles/datastore.user", scope = "project", reason = "leases and outcomes in Firestore" },
       { role = "roles/run.jobsExecutorWithOverrides", scope = "job:reconcile", reason = "start the reconcile job with GATEHOUSE_RECONCILE_MODE for reconcile all (run.jobs.runWithOverrides)" },
       { role = "roles/run.jobsExecutorWithOverrides", scope = "job:rotate-credentials", reason = "start the rotation job with GATEHOUSE_ROTATION_MODE for rotate all (run.jobs.runWithOverrides)" },
@@ -59,6 +61,7 @@ locals {
       { role = "custom:runRegistrar", scope = "fleet-projects", reason = "list every service per region and manage the proxy identity's run.invoker bindings" },
       { role = "custom:apigeeRegistrar", scope = "apigee-project", reason = "converge every proxy gatehouse owns (drift, orphans, lost events)" },
       { role = "roles/iam.serviceAccountUser", scope = "service-account:apigee-proxy", reason = "deploy proxies that run as the proxy identity (iam.serviceAccounts.actAs)" },
+      { role = "roles/iam.serviceAccountOpenIdTokenCreator", scope = "service-account:apigee-proxy", reason = "read services' OpenAPI specs (gatehouse.dev/openapi paths) with an ID token minted as the proxy identity, which already holds run.invoker: no invoker grant of gatehouse's own" },
       { role = "roles/datastore.user", scope = "project", reason = "leases and outcomes in Firestore" },
       { role = "roles/iam.serviceAccountViewer", scope = "rotated-service-accounts", reason = "nightly inventory: key ages of the accounts gatehouse rotates" },
       { role = "roles/secretmanager.secretAccessor", scope = "secret:tracker-token", reason = "nightly inventory: the open tickets, from the tracker" },

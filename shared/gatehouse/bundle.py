@@ -13,7 +13,9 @@ serializer refuses any character XML 1.0 cannot carry, so no input can change th
 
 Layout of the proxy (order of the ProxyEndpoint PreFlow request steps):
 CORS (answers preflights before anything else) -> payload threat protection -> authentication ->
-SpikeArrest -> Quota -> request header rules. The TargetEndpoint calls the service URL with a
+SpikeArrest -> Quota -> OASValidation (profiles with ``validate_requests``) -> request header rules.
+The service's OpenAPI spec, when it declares one, is in ``apiproxy/resources/oas/`` (where API hub
+and OASValidation look for it), byte for byte as read. The TargetEndpoint calls the service URL with a
 Google ID token whose audience is that same URL (Cloud Run rejects path-bearing audiences).
 
 Every bundle marks itself in the base configuration's ``<Description>``, which Apigee returns as
@@ -43,6 +45,8 @@ from types import MappingProxyType
 from gatehouse.errors import InputError
 from gatehouse.exposure import ProxySpec
 from gatehouse.profiles import AnyAuth, ApiKeyAuth, Cors, JwtAuth, OAuth2Auth, Profile, ThreatProtection
+from gatehouse.registration.openapi import ANNOTATION as OPENAPI_ANNOTATION
+from gatehouse.registration.openapi import OpenApiSpec, SpecIdentity
 
 # policy names: the prefixes follow apigeelint's naming convention (PO007)
 CORS_POLICY = "CORS-Allow"
@@ -56,6 +60,8 @@ SPIKE_ARREST_POLICY = "SA-SpikeArrest"
 QUOTA_POLICY = "Q-Quota"
 REQUEST_HEADERS_POLICY = "AM-RequestHeaders"
 RESPONSE_HEADERS_POLICY = "AM-ResponseHeaders"
+OAS_POLICY = "OAS-ValidateRequest"
+OAS_DIR = "apiproxy/resources/oas/"
 
 # inbound credentials removed before the target on every profile (plus the profile's own key
 # header or parameter): the usual API-key and bearer carriers
@@ -105,12 +111,23 @@ class _Step:
         return self.policy.attrib["name"]
 
 
-def render(spec: ProxySpec, profile: Profile, *, owner_id: str = DEFAULT_OWNER_ID) -> Bundle:
+def render(
+    spec: ProxySpec,
+    profile: Profile,
+    *,
+    owner_id: str = DEFAULT_OWNER_ID,
+    openapi: OpenApiSpec | SpecIdentity | None = None,
+) -> Bundle:
     """Build the bundle for one service. Deterministic: equal inputs give byte-identical output.
 
     ``owner_id`` (the installation's, see Settings) is written into the description as
     :func:`owner_marker`, and the content hash as :func:`bundle_marker`, so a revision imported by
     a run that died (or lost the answer) before labelling it is still recognisable as ours.
+
+    ``openapi`` is the service's validated spec. The content hash covers the spec through its
+    digest, so the hash of a proxy whose spec is known only by its :class:`SpecIdentity` (what a
+    proxy label keeps) can be computed without reading the spec again: such a bundle has the hash
+    but no ``zip_bytes`` (b""), and nothing may import it.
     """
     if spec.profile != profile.name:
         raise InputError(f"spec asks for profile {spec.profile!r} but profile {profile.name!r} was given")
@@ -122,6 +139,7 @@ def render(spec: ProxySpec, profile: Profile, *, owner_id: str = DEFAULT_OWNER_I
         *_auth_steps(spec, profile.auth),
         *_spike_arrest_steps(spec, profile),
         *_quota_steps(spec, profile),
+        *_oas_steps(spec, profile, openapi),
         *_request_header_steps(profile),
     ]
     response = _header_steps(
@@ -135,11 +153,17 @@ def render(spec: ProxySpec, profile: Profile, *, owner_id: str = DEFAULT_OWNER_I
     }
     for step in (*request, *response):
         files[f"apiproxy/policies/{step.name}.xml"] = _serialize(step.policy)
-    # the content hash covers everything but itself: the bundle as it would be without the marker
-    content_hash = hashlib.sha256(_zip(dict(sorted(files.items())))).hexdigest()
+    # the content hash covers everything but itself: the bundle as it would be without the marker,
+    # with the spec standing in as its digest
+    hashed = dict(files)
+    if openapi is not None:
+        hashed[OAS_DIR + openapi.filename] = f"sha256:{openapi.digest}".encode()
+    content_hash = hashlib.sha256(_zip(dict(sorted(hashed.items())))).hexdigest()
     files[base] = _serialize(_base_config(spec, owner_id, content_hash))
+    if isinstance(openapi, OpenApiSpec):
+        files[OAS_DIR + openapi.filename] = openapi.content
     ordered = dict(sorted(files.items()))
-    zip_bytes = _zip(ordered)
+    zip_bytes = b"" if isinstance(openapi, SpecIdentity) else _zip(ordered)
     return Bundle(
         files=MappingProxyType(ordered),
         zip_bytes=zip_bytes,
@@ -398,6 +422,25 @@ def _quota_steps(spec: ProxySpec, profile: Profile) -> list[_Step]:
     if per == "client":
         ET.SubElement(policy, "Identifier", ref=_client_identifier(profile.auth))
     _sub(policy, "Distributed", "true")  # one count across message processors
+    return [_Step(policy)]
+
+
+def _oas_steps(spec: ProxySpec, profile: Profile, openapi: OpenApiSpec | SpecIdentity | None) -> list[_Step]:
+    if not profile.validate_requests:
+        return []
+    if openapi is None:
+        raise InputError(
+            f"profile {profile.name!r} validates requests against the service's OpenAPI spec; "
+            f"set the annotation {OPENAPI_ANNOTATION}"
+        )
+    if isinstance(openapi, OpenApiSpec) and openapi.minor != "3.0":
+        raise InputError(
+            f"annotation {OPENAPI_ANNOTATION}: the spec is OpenAPI {openapi.version} and profile "
+            f"{profile.name!r} validates requests, which Apigee's OASValidation supports for OpenAPI 3.0 only"
+        )
+    policy = _policy("OASValidation", OAS_POLICY)
+    _sub(policy, "OASResource", f"oas://{openapi.filename}")
+    _sub(policy, "Source", "request")
     return [_Step(policy)]
 
 

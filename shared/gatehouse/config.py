@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     inventory_bucket: str = ""
     # the project whose logs hold gatehouse's entries (default: the first of GATEHOUSE_PROJECTS)
     logging_project: str | None = None
+    # IAM Credentials (ID tokens minted as the proxy service account to read service-path specs)
+    iamcredentials_endpoint: str | None = None
+    # local stack only: where requests to the services' run.app URLs go (the Cloud Run stand-in
+    # answers them by Host header); None: the service URL itself, over HTTPS
+    service_endpoint: str | None = None
 
     # local stack: endpoints above point at stand-ins, calls go out without credentials
     anonymous_credentials: bool = False

@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -59,6 +59,7 @@ DESCRIPTION = ANNOTATION_PREFIX + "description"
 APPROVAL = ANNOTATION_PREFIX + "approval"
 ACCESS = ANNOTATION_PREFIX + "access"
 PRODUCT_ANNOTATIONS = (PRODUCT, PRODUCT_TITLE, DESCRIPTION, APPROVAL, ACCESS)
+OPENAPI = ANNOTATION_PREFIX + "openapi"
 KNOWN_ANNOTATIONS = (
     BASE_PATH,
     ENVIRONMENTS,
@@ -69,6 +70,7 @@ KNOWN_ANNOTATIONS = (
     CORS_ORIGINS,
     ALLOW_SUBPATHS,
     *PRODUCT_ANNOTATIONS,
+    OPENAPI,
 )
 ALLOW_ALL_SUBPATHS = "*"
 
@@ -95,6 +97,11 @@ _PRODUCT_TEXT = re.compile(r"[\x20-\x7e]*", re.ASCII)
 _MARKUP = set("<>{}`")
 MAX_PRODUCT_TITLE = 100
 MAX_PRODUCT_DESCRIPTION = 1000
+# Cloud Storage bucket names (dotted names: each part 1-63, at most 222 in all) and object names kept
+# to URL-safe ASCII without '..' segments, so the URI reads the same everywhere it is shown
+_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9_.-]{1,220}[a-z0-9])", re.ASCII)
+_OBJECT = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*", re.ASCII)
+_REVISION = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 _V2_NAME = re.compile(r"projects/([^/]+)/locations/([^/]+)/services/([^/]+)")
 _V1_INGRESS = {
     "all": "INGRESS_TRAFFIC_ALL",
@@ -133,6 +140,8 @@ class RunService:
     ingress: str | None
     ready: bool | None  # None: still reconciling / unknown
     generation: int | None
+    # the latest ready revision's short name (what a service-path spec was read from); None: unknown
+    ready_revision: str | None = None
 
     @property
     def resource_name(self) -> str:
@@ -187,7 +196,17 @@ def _from_v2(doc: Mapping[str, Any], *, project: str | None, region: str | None)
         ingress=_optional_str(doc, "ingress", "ingress"),
         ready=ready,
         generation=_generation(doc.get("generation")),
+        ready_revision=_revision_name(doc.get("latestReadyRevision")),
     )
+
+
+def _revision_name(value: object) -> str | None:
+    """The short name of ``projects/P/locations/R/services/S/revisions/NAME`` (or of NAME), when it
+    is a valid revision name; anything else counts as unknown."""
+    if not isinstance(value, str):
+        return None
+    short = value.rsplit("/", 1)[-1]
+    return short if _REVISION.fullmatch(short) else None
 
 
 def _from_v1(doc: Mapping[str, Any], *, project: str | None, region: str | None) -> RunService:
@@ -235,6 +254,7 @@ def _from_v1(doc: Mapping[str, Any], *, project: str | None, region: str | None)
         ingress=_V1_INGRESS.get(ingress, ingress) if ingress is not None else None,
         ready=ready,
         generation=_generation(metadata.get("generation")),
+        ready_revision=_revision_name(status.get("latestReadyRevisionName")),
     )
 
 
@@ -311,6 +331,20 @@ class ProductSpec:
 
 
 @dataclass(frozen=True)
+class OpenApiSource:
+    """Where a service's spec is: a path on the service (``/openapi.json``), read over HTTPS with
+    an ID token for the service URL, or a Cloud Storage object (``gs://bucket/object``)."""
+
+    path: str | None = None
+    bucket: str | None = None
+    object: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return self.path if self.path is not None else f"gs://{self.bucket}/{self.object}"
+
+
+@dataclass(frozen=True)
 class ProxySpec:
     """Everything that determines one service's proxy bundle and where it is deployed.
 
@@ -335,6 +369,11 @@ class ProxySpec:
     allow_subpaths: tuple[str, ...] = ()
     # the API product the proxy joins (None: the profile authenticates no caller, so none)
     product: ProductSpec | None = None
+    # where the service's OpenAPI spec is (gatehouse.dev/openapi); the spec itself is read later
+    openapi: OpenApiSource | None = None
+    # the service's latest ready revision: a service-path spec is read again only when it changes.
+    # Not in the bundle, so not part of the spec's identity.
+    ready_revision: str | None = field(default=None, compare=False)
 
     @property
     def service_resource_name(self) -> str:
@@ -388,6 +427,7 @@ def desired(
     cors_origins = _cors_origins(annotations.get(CORS_ORIGINS), allow_credentials=credentials)
     allow_subpaths = _allow_subpaths(annotations.get(ALLOW_SUBPATHS))
     product = _product(annotations, service, public=profile.public)
+    openapi = _openapi(annotations.get(OPENAPI))
     if service.uri is None:
         raise ServiceNotReady(f"{service.resource_name} opted in but has no URL yet")
     target_url = _service_url(service.uri)
@@ -408,6 +448,8 @@ def desired(
         cors_origins=cors_origins,
         allow_subpaths=allow_subpaths,
         product=product,
+        openapi=openapi,
+        ready_revision=service.ready_revision,
     )
 
 
@@ -596,6 +638,38 @@ def _subpath(value: str) -> None:
             raise fail("'*' stands alone and allows every sub-path; it is not a segment wildcard here")
         if _PATH_SEGMENT.fullmatch(segment) is None:
             raise fail("segments may contain only letters, digits, '.', '_', '~', '-'")
+
+
+def _openapi(value: str | None) -> OpenApiSource | None:
+    """``/path/on/the/service`` or ``gs://bucket/object``."""
+    if value is None:
+        return None
+
+    def fail(problem: str) -> ExposureError:
+        return ExposureError(OPENAPI, f"{problem} (got {quote_value(value)})")
+
+    if value.startswith("gs://"):
+        bucket, _, name = value.removeprefix("gs://").partition("/")
+        if _BUCKET.fullmatch(bucket) is None or len(bucket) > 222 or ".." in bucket:
+            raise fail("not a Cloud Storage bucket name (gs://bucket/object)")
+        if not name or len(name) > 1024 or _OBJECT.fullmatch(name) is None:
+            raise fail(
+                "the object name must be URL-safe ASCII segments separated by single '/' (gs://bucket/object)"
+            )
+        if any(part in (".", "..") for part in name.split("/")):
+            raise fail("the object name must not contain '.' or '..' segments")
+        return OpenApiSource(bucket=bucket, object=name)
+    if not value.startswith("/"):
+        raise fail("must be a path on the service ('/openapi.json') or gs://bucket/object")
+    if len(value) > MAX_BASE_PATH_LENGTH:
+        raise fail(f"must be at most {MAX_BASE_PATH_LENGTH} characters")
+    segments = value[1:].split("/")
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            raise fail("the path must not contain empty, '.' or '..' segments or end with '/'")
+        if _PATH_SEGMENT.fullmatch(segment) is None:
+            raise fail("path segments may contain only letters, digits, '.', '_', '~', '-'")
+    return OpenApiSource(path=value)
 
 
 def _quota(value: str | None) -> QuotaOverride | None:

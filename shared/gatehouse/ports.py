@@ -94,6 +94,26 @@ class CloudRunApi(Protocol):
 
 
 @dataclass(frozen=True)
+class ObjectVersion:
+    """A Cloud Storage object's current generation and size (one metadata read)."""
+
+    generation: str
+    size: int
+
+
+class SpecSource(Protocol):
+    """Where services' OpenAPI specs are read. Both reads stop at ``limit`` bytes: a larger spec
+    raises ``gatehouse.registration.openapi.SpecError``, as does one that is missing (404), a
+    redirect or another answer a retry would not change. 401/403 from the service raise
+    ``PermanentError`` with that status (the proxy service account may not hold run.invoker yet);
+    throttling, 5xx and network failures raise ``TransientError``."""
+
+    def service_spec(self, service_url: str, path: str, *, limit: int) -> bytes: ...
+    def object_version(self, bucket: str, name: str) -> ObjectVersion: ...
+    def object_bytes(self, bucket: str, name: str, generation: str, *, limit: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
 class Outcome:
     """The last result of registering one service, as ``gatehouse status`` shows it."""
 

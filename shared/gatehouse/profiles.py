@@ -384,6 +384,9 @@ class Profile(_Model):
     headers: HeaderRules = HeaderRules()
     target: Target = Target()
     threat_protection: ThreatProtection | None = None
+    # an OASValidation policy checks each request against the service's OpenAPI spec (3.0 only);
+    # every service of the profile must then declare one (gatehouse.dev/openapi)
+    validate_requests: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gatehouse.adapters.apigee import ApigeeClient
     from gatehouse.adapters.cloudrun import CloudRunClient, CloudRunJobs
     from gatehouse.adapters.firestore import FirestoreCoordinator
+    from gatehouse.adapters.specs import SpecReader
     from gatehouse.registration.service import Registrar
     from gatehouse.rotation.ports import RotationPorts
     from gatehouse.rotation.settings import RotationSettings
@@ -79,7 +80,29 @@ def registrar(settings: Settings) -> Registrar:
     from gatehouse.registration.service import Registrar
 
     profiles = load_profiles(settings.profiles_file)
-    return Registrar(settings, apigee(settings), cloudrun(settings), coordinator(settings), profiles)
+    return Registrar(
+        settings,
+        apigee(settings),
+        cloudrun(settings),
+        coordinator(settings),
+        profiles,
+        specs=spec_reader(settings),
+    )
+
+
+def spec_reader(settings: Settings) -> SpecReader:
+    """Reads services' OpenAPI specs; builds no client until a spec is read."""
+    from gatehouse.adapters.specs import SpecReader
+
+    return SpecReader(
+        settings.proxy_service_account,
+        iamcredentials_endpoint=settings.iamcredentials_endpoint,
+        service_endpoint=settings.service_endpoint,
+        anonymous=settings.anonymous_credentials,
+        retry_attempts=settings.retry_attempts,
+        retry_max_wait=settings.retry_max_wait_seconds,
+        timeout=settings.http_timeout_seconds,
+    )
 
 
 def secretmanager_client(settings: Settings) -> Any:

@@ -23,6 +23,7 @@ from gatehouse.registration.plan import (
     HASH_LABEL,
     HASH_LABEL_LENGTH,
     OWNER_LABEL,
+    PRODUCT_LABEL,
     PROJECT_LABEL,
     REGION_LABEL,
     REVISION_LABEL,
@@ -156,7 +157,8 @@ class ServiceView:
     environments: tuple[str, ...]
     proxy: ProxyView | None
     invoker: bool | None
-    product: str | None  # the API product its proxy is part of (API-products work); None for now
+    # the API product its proxy is in (the label gatehouse wrote on its own proxy), else the one it asks for
+    product: str | None
     outcome: OutcomeView | None
     targets: tuple[str, ...]  # rotation targets it reads or whose key belongs to its account
     tickets: tuple[TicketView, ...]
@@ -588,7 +590,7 @@ def build(snapshot: Snapshot, ctx: Context) -> Inventory:
                 environments=tuple(spec.environments) if spec else (),
                 proxy=proxy_view,
                 invoker=invoker,
-                product=None,
+                product=_product(proxy, spec, ctx.owner_id),
                 outcome=(
                     OutcomeView(
                         outcome.result, clip(outcome.reason), outcome.at, outcome.correlation_id or ""
@@ -678,3 +680,9 @@ def _accounts(
         )
         for email in sorted(roles)
     )
+
+
+def _product(proxy: ProxyInfo | None, spec: exposure.ProxySpec | None, owner_id: str) -> str | None:
+    if proxy is not None and proxy.labels.get(OWNER_LABEL) == owner_id and proxy.labels.get(PRODUCT_LABEL):
+        return str(proxy.labels[PRODUCT_LABEL])
+    return spec.product.name if spec is not None and spec.product is not None else None

@@ -183,6 +183,7 @@ def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
     started = time.monotonic()
     # whole seconds: the recorded outcome times may carry no fraction
     since = datetime.now(UTC).replace(microsecond=0)
+    samples.serve_fleet_specs(state, specs)  # orders serves its OpenAPI spec: it lands in the bundle
     deploy_fleet(state, specs)
     exposed = [s for s in specs if s["labels"].get("apigee-expose") == "true"]
     key = f"projects/{state['project']}/locations/{state['region']}/services/"

@@ -16,7 +16,8 @@ SAMPLE_FLEET: list[dict[str, Any]] = [
     {
         "name": "orders",
         "labels": {"apigee-expose": "true"},
-        "annotations": {"gatehouse.dev/base-path": "/v1/orders"},
+        # the service answers its OpenAPI spec at this path (serve_spec), which goes into the bundle
+        "annotations": {"gatehouse.dev/base-path": "/v1/orders", "gatehouse.dev/openapi": "/openapi.yaml"},
     },
     {
         "name": "payments",
@@ -40,6 +41,14 @@ SAMPLE_FLEET: list[dict[str, Any]] = [
     },
     {"name": "batch-worker", "labels": {"team": "data"}, "annotations": {}},
 ]
+
+
+def serve_fleet_specs(state: dict[str, Any], services: list[dict[str, Any]]) -> None:
+    """Make every sample service with a service-path spec answer it (before it is deployed)."""
+    for service in services:
+        path = service["annotations"].get("gatehouse.dev/openapi", "")
+        if path.startswith("/"):
+            serve_spec(state, service["name"], path, SAMPLE_SPEC)
 
 
 def fleet(count: int) -> list[dict[str, Any]]:
@@ -293,3 +302,55 @@ def publish(state: dict[str, Any], topic: str, payloads: list[Any]) -> None:
     ]
     for future in futures:
         future.result(timeout=30)
+
+
+# -- OpenAPI specs ---------------------------------------------------------------------------------
+
+SAMPLE_SPEC = """openapi: 3.0.3
+info:
+  title: Orders
+  version: "1.0"
+paths:
+  /orders:
+    get:
+      responses:
+        "200": {description: the orders}
+    post:
+      responses:
+        "201": {description: created}
+  /orders/{orderId}:
+    parameters:
+      - {name: orderId, in: path, required: true, schema: {type: string}}
+    get:
+      responses:
+        "200": {description: one order}
+"""
+
+
+def serve_spec(
+    state: dict[str, Any], service: str, path: str, body: str, content_type: str = "application/yaml"
+) -> None:
+    """Make sample service ``service`` (its short name) answer ``path`` with ``body``: the Cloud Run
+    stand-in answers the service's run.app traffic on 127.0.0.1, to callers holding run.invoker."""
+    name = f"projects/{state['project']}/locations/{state['region']}/services/{service}"
+    requests.post(
+        f"{state['cloudrun']}/_standin/cloudrun/content",
+        json={"service": name, "path": path, "body": body, "content_type": content_type},
+        timeout=10,
+    ).raise_for_status()
+
+
+def upload_spec(state: dict[str, Any], bucket: str, name: str, body: bytes) -> str:
+    """Put a spec in the stack's Cloud Storage emulator (creating the bucket); returns its gs:// URI."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage  # type: ignore[attr-defined,unused-ignore]
+
+    client = storage.Client(
+        project=state["project"],
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": state["storage"]},
+    )
+    found = client.lookup_bucket(bucket)
+    target = found if found is not None else client.create_bucket(bucket)
+    target.blob(name).upload_from_string(body, content_type="application/octet-stream")
+    return f"gs://{bucket}/{name}"

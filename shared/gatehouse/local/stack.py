@@ -193,6 +193,9 @@ def settings_env(state: dict[str, Any]) -> dict[str, str]:
         "GATEHOUSE_CLOUDRUN_ENDPOINT": state["cloudrun"],
         "GATEHOUSE_SECRETMANAGER_ENDPOINT": state["secretmanager"],
         "GATEHOUSE_IAM_ENDPOINT": state["iam"],
+        "GATEHOUSE_IAMCREDENTIALS_ENDPOINT": state["iam"],  # the IAM stand-in serves both APIs
+        # the Cloud Run stand-in answers the services' run.app traffic (their spec paths)
+        "GATEHOUSE_SERVICE_ENDPOINT": state["cloudrun"],
         "GATEHOUSE_ORGPOLICY_ENDPOINT": state["orgpolicy"],
         **({"GATEHOUSE_LOGGING_ENDPOINT": state["logging"]} if state.get("logging") else {}),
         "GATEHOUSE_PROJECTS": state["project"],

@@ -29,6 +29,10 @@ SERVICE_LABEL = "gatehouse-service"
 PRODUCT_LABEL = "gatehouse-product"
 PRODUCT_HASH_LABEL = "gatehouse-product-hash"
 PRODUCT_LABELS = (PRODUCT_LABEL, PRODUCT_HASH_LABEL)
+# the service's OpenAPI spec as last imported: its identity (format-digest) and what it was read
+# from (the Cloud Run revision serving it, or g<generation> of its Cloud Storage object)
+SPEC_LABEL = "gatehouse-spec"
+SPEC_SOURCE_LABEL = "gatehouse-spec-source"
 HASH_LABEL_LENGTH = 48  # label values hold at most 63 characters; 192 bits of sha256 is plenty
 NEW = -1  # the revision an ImportBundle action will create
 
@@ -62,6 +66,8 @@ class DesiredProxy:
     profile: str = ""
     # the product labels (PRODUCT_LABELS) the proxy should carry; none without a product
     product_labels: Mapping[str, str] = field(default_factory=dict)
+    # labels that record the spec the bundle holds (SPEC_LABEL, SPEC_SOURCE_LABEL), if it has one
+    spec_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def hash_label(self) -> str:
@@ -203,6 +209,7 @@ def ownership_labels(ref: ServiceRef, owner_id: str, desired: DesiredProxy, revi
         REGION_LABEL: ref.region,
         SERVICE_LABEL: ref.service,
         **desired.product_labels,
+        **dict(desired.spec_labels),
     }
 
 

@@ -199,11 +199,20 @@ class DesiredProduct:
     environments: tuple[str, ...]
     configs: tuple[OperationConfig, ...]
     scopes: tuple[str, ...] = ()
+    # the OpenAPI spec the configs and scopes come from (its identity label; "": no spec)
+    source: str = ""
 
     @property
     def content_hash(self) -> str:
         """Stable digest of everything this service asks of its product: when a proxy label holds
-        it, the product is known to be current without reading it."""
+        it, the product is known to be current without reading it. With a spec, the digest takes
+        the spec's identity in place of the operations and scopes derived from it, so that a spec
+        known only by its identity (not read again) gives the same digest."""
+        if self.source:
+            quotas = sorted({json.dumps(c.quota.to_json() if c.quota else None) for c in self.configs})
+            derived: dict[str, Any] = {"source": self.source, "quotas": quotas}
+        else:
+            derived = {"configs": [c.to_json() for c in self.configs], "scopes": list(self.scopes)}
         doc = {
             "name": self.name,
             "proxy": self.proxy,
@@ -212,8 +221,7 @@ class DesiredProduct:
                 for d in (self.display_name, self.description, self.approval, self.access)
             ],
             "environments": list(self.environments),
-            "configs": [c.to_json() for c in self.configs],
-            "scopes": list(self.scopes),
+            **derived,
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -231,6 +239,7 @@ def desired_product(
     quota: Quota | None = None,
     scopes: Sequence[str] = (),
     default_title: str = "",
+    source: str = "",
 ) -> DesiredProduct:
     """``operations``: (resource pattern, HTTP methods; empty = all) pairs, e.g. from the
     service's OpenAPI spec; None or empty: one operation covering the whole base path."""
@@ -249,6 +258,7 @@ def desired_product(
         environments=tuple(sorted(set(environments))),
         configs=configs,
         scopes=tuple(sorted(set(scopes))),
+        source=source,
     )
 
 
@@ -266,9 +276,15 @@ def product_quota(spec: ProxySpec, profile: Profile) -> Quota | None:
 
 
 def for_service(
-    spec: ProxySpec, profile: Profile, *, operations: Operations | None = None, scopes: Sequence[str] = ()
+    spec: ProxySpec,
+    profile: Profile,
+    *,
+    operations: Operations | None = None,
+    scopes: Sequence[str] = (),
+    source: str = "",
 ) -> DesiredProduct | None:
-    """A service's part of its API product (None: the profile authenticates no caller)."""
+    """A service's part of its API product (None: the profile authenticates no caller).
+    ``source``: the identity of the spec ``operations`` and ``scopes`` come from, if any."""
     if spec.product is None:
         return None
     return desired_product(
@@ -283,6 +299,7 @@ def for_service(
         quota=product_quota(spec, profile),
         scopes=scopes,
         default_title=spec.service,
+        source=source,
     )
 
 

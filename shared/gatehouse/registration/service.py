@@ -10,6 +10,15 @@ leaves an ``unchanged`` service unreachable. The sweep (by default when it appli
 job) reads the IAM policy of every service whose proxy is registered and in place, one
 ``getIamPolicy`` per service, ``workers`` at a time, and grants the binding again where it is
 missing. Events do not pay that read: an unchanged service stays at 3 reads.
+
+OpenAPI specs (``gatehouse.dev/openapi``): the bundle carries the service's spec, and the content
+hash covers it through its digest. A proxy labelled ours records the spec's identity
+(``SPEC_LABEL``) and what it was read from (``SPEC_SOURCE_LABEL``: the Cloud Run revision that
+served it, or ``g<generation>`` of a Cloud Storage object). An event reads a service-path spec
+again only when the service's latest ready revision differs from that label, and a ``gs://`` spec
+only when one metadata read shows another generation; otherwise the hash is computed from the
+label and, should the plan import a bundle after all, the spec is read then. An unchanged event
+with a service-path spec therefore stays at 3 reads. The sweep reads every spec.
 """
 
 from __future__ import annotations
@@ -33,10 +42,19 @@ from gatehouse.errors import (
     TransientError,
 )
 from gatehouse.logging import bound, event, get_logger, new_correlation_id
-from gatehouse.ports import ApigeeApi, CloudRunApi, Coordinator, Deployment, Outcome, ProxyInfo
+from gatehouse.ports import (
+    ApigeeApi,
+    CloudRunApi,
+    Coordinator,
+    Deployment,
+    Outcome,
+    ProxyInfo,
+    SpecSource,
+)
 from gatehouse.profiles import ProfileSet
-from gatehouse.registration import products
+from gatehouse.registration import openapi, products
 from gatehouse.registration.executor import Executor
+from gatehouse.registration.openapi import OpenApiSpec, SpecError, SpecIdentity
 from gatehouse.registration.plan import (
     OWNER_LABEL,
     PRODUCT_HASH_LABEL,
@@ -45,10 +63,13 @@ from gatehouse.registration.plan import (
     REGION_LABEL,
     REVISION_LABEL,
     SERVICE_LABEL,
+    SPEC_LABEL,
+    SPEC_SOURCE_LABEL,
     Current,
     Deploy,
     DesiredProxy,
     GrantInvoker,
+    ImportBundle,
     LabelProxy,
     PathClaim,
     Plan,
@@ -72,9 +93,14 @@ class Desired:
 
     proxy_name: str
     proxy: DesiredProxy | None
-    bundle_zip: bytes | None = None
+    bundle_zip: bytes | None = None  # None with a proxy: rendered from a spec's label, not its bytes
     absent_reason: str = ""
     service_exists: bool = True
+    contract: exposure.ProxySpec | None = None
+    # the validated spec when it was read (products take operations and scopes from it)
+    spec: OpenApiSpec | None = None
+    # run.invoker was granted to the proxy service account to read the spec (the plan needs not)
+    invoker_granted: bool = False
     product: DesiredProduct | None = None
 
 
@@ -113,6 +139,7 @@ class Registrar:
         *,
         sleep: Callable[[float], None] = time.sleep,
         lease_patience: float = 30.0,
+        specs: SpecSource | None = None,
     ) -> None:
         if not settings.proxy_service_account:
             raise InputError(
@@ -125,6 +152,7 @@ class Registrar:
         self.profiles = profiles
         self.sleep = sleep
         self.lease_patience = lease_patience
+        self.specs = specs
         self.executor = Executor(
             apigee,
             cloudrun,
@@ -136,20 +164,74 @@ class Registrar:
 
     # -- desired state ------------------------------------------------------------------------
 
-    def desired(self, ref: ServiceRef, service_doc: dict[str, Any] | None) -> Desired:
-        """Pure but for rendering; raises InputError for a service whose contract is invalid."""
-        name = exposure.proxy_name(ref.project, ref.region, ref.service)
+    def desired(
+        self,
+        ref: ServiceRef,
+        service_doc: dict[str, Any] | None,
+        *,
+        current: Current | None = None,
+        grant: bool = False,
+    ) -> Desired:
+        """The service's desired proxy and bundle; raises InputError for an invalid contract or spec.
+
+        ``current`` (the proxy as read) lets a spec recorded in its labels stand in for reading the
+        spec again (see the module docstring); None reads every spec. ``grant`` lets a spec read
+        that the service refuses grant the proxy service account run.invoker first (applying)."""
+        contract = self._contract(ref, service_doc)
+        return self._rendered(ref, contract, current, grant=grant)
+
+    def _contract(
+        self, ref: ServiceRef, service_doc: dict[str, Any] | None
+    ) -> exposure.ProxySpec | exposure.NotExposed | None:
         if service_doc is None:
-            return Desired(name, None, absent_reason="service deleted", service_exists=False)
+            return None
         service = exposure.RunService.from_json(service_doc, project=ref.project, region=ref.region)
-        spec = exposure.desired(
+        return exposure.desired(
             service, self.profiles, default_environments=self.settings.apigee_environments
         )
-        if isinstance(spec, exposure.NotExposed):
-            return Desired(name, None, absent_reason=spec.reason)
+
+    def _rendered(
+        self,
+        ref: ServiceRef,
+        contract: exposure.ProxySpec | exposure.NotExposed | None,
+        current: Current | None,
+        *,
+        grant: bool,
+        reread: bool = False,
+    ) -> Desired:
+        name = exposure.proxy_name(ref.project, ref.region, ref.service)
+        if contract is None:
+            return Desired(name, None, absent_reason="service deleted", service_exists=False)
+        if isinstance(contract, exposure.NotExposed):
+            return Desired(name, None, absent_reason=contract.reason)
+        spec = contract
+        proxy = current.proxy if current is not None else None
+        if (
+            spec.openapi is not None
+            and proxy is not None
+            and current is not None
+            and proxy.labels.get(OWNER_LABEL) != self.settings.owner_id
+            and not current.adoptable
+        ):
+            # someone else's proxy: the plan is a conflict whatever the content, so nothing is read
+            return Desired(
+                spec.proxy_name,
+                DesiredProxy(spec.proxy_name, tuple(spec.environments), "", spec.base_path, spec.profile),
+                contract=spec,
+            )
+        granted: list[bool] = []
+        document, source = (
+            self._spec(ref, spec, None if reread else current, grant=grant, granted=granted)
+            if spec.openapi
+            else (None, None)
+        )
         profile = self.profiles.get(spec.profile)
-        bundle = bundles.render(spec, profile, owner_id=self.settings.owner_id)
-        product = self._desired_product(spec, profile)
+        bundle = bundles.render(spec, profile, owner_id=self.settings.owner_id, openapi=document)
+        labels: tuple[tuple[str, str], ...] = ()
+        if document is not None:
+            identity = document.identity if isinstance(document, OpenApiSpec) else document
+            labels = ((SPEC_LABEL, identity.label),) + (((SPEC_SOURCE_LABEL, source),) if source else ())
+        product = self._desired_product(spec, profile, document)
         return Desired(
             spec.proxy_name,
             DesiredProxy(
@@ -159,20 +241,149 @@ class Registrar:
                 spec.base_path,
                 spec.profile,
                 product_labels(product.name, product.content_hash) if product else {},
+                spec_labels=labels,
             ),
-            bundle.zip_bytes,
+            bundle.zip_bytes or None,
+            contract=spec,
+            spec=document if isinstance(document, OpenApiSpec) else None,
+            invoker_granted=bool(granted),
             product=product,
         )
 
-    def _desired_product(self, spec: exposure.ProxySpec, profile: Any) -> DesiredProduct | None:
-        """The service's part of its API product (none for a profile without caller auth)."""
-        operations, scopes = self._operations(spec)
-        return products.for_service(spec, profile, operations=operations, scopes=scopes)
+    def _desired_product(
+        self, spec: exposure.ProxySpec, profile: Any, document: OpenApiSpec | SpecIdentity | None
+    ) -> DesiredProduct | None:
+        """The service's part of its API product (none for a profile without caller auth).
 
-    def _operations(self, spec: exposure.ProxySpec) -> tuple[products.Operations | None, tuple[str, ...]]:
-        """The product operations and OAuth scopes of a service: from its OpenAPI spec once that is
-        wired in; until then one operation over the whole base path and no scopes."""
-        return None, ()
+        With a spec, its paths are the operations and, for OAuth2 and JWT profiles, its security
+        requirements the scopes. The product's hash then stands on the spec's identity, not on the
+        operations, so that a spec known from the proxy's labels (not read: ``SpecIdentity``) gives
+        the same hash; such a product is never written (``_resolved`` reads the spec first)."""
+        if document is None:
+            return products.for_service(spec, profile)
+        scoped = profile.auth.mode in ("oauth2", "jwt")
+        identity = document.identity if isinstance(document, OpenApiSpec) else document
+        source = f"{identity.label}{':scoped' if scoped else ''}"
+        if not isinstance(document, OpenApiSpec):
+            return products.for_service(spec, profile, source=source)
+        return products.for_service(
+            spec,
+            profile,
+            operations=openapi.spec_operations(document.doc, base_path=spec.base_path),
+            scopes=openapi.spec_scopes(document.doc) if scoped else (),
+            source=source,
+        )
+
+    # -- OpenAPI specs --------------------------------------------------------------------------
+
+    def _spec(
+        self,
+        ref: ServiceRef,
+        spec: exposure.ProxySpec,
+        current: Current | None,
+        *,
+        grant: bool,
+        granted: list[bool],
+    ) -> tuple[OpenApiSpec | SpecIdentity, str | None]:
+        """The service's spec (read and validated), or only its identity when the proxy's labels
+        show it was read from what is there now; and the source marker for SPEC_SOURCE_LABEL."""
+        source = spec.openapi
+        if source is None or self.specs is None:
+            raise SpecError("this installation has no spec reader configured")
+        labels = current.proxy.labels if current is not None and current.proxy is not None else {}
+        known = (
+            SpecIdentity.from_label(labels.get(SPEC_LABEL))
+            if labels.get(OWNER_LABEL) == self.settings.owner_id
+            else None
+        )
+        try:
+            if source.path is not None:
+                marker = spec.ready_revision
+                if known is not None and marker is not None and labels.get(SPEC_SOURCE_LABEL) == marker:
+                    return known, marker
+                # a proxy that does not exist yet: its service account has no run.invoker on the
+                # service, so it is granted first (the create plan would grant it anyway)
+                new = current is not None and current.proxy is None
+                content = self._service_spec(ref, spec, source.path, grant=grant, first=new, granted=granted)
+            else:
+                bucket, name = source.bucket or "", source.object or ""
+                version = self.specs.object_version(bucket, name)
+                marker = f"g{version.generation}"
+                if known is not None and labels.get(SPEC_SOURCE_LABEL) == marker:
+                    return known, marker
+                if version.size > openapi.MAX_SPEC_BYTES:
+                    raise SpecError(f"{source.uri} is larger than 2 MB ({version.size} bytes)")
+                content = self.specs.object_bytes(
+                    bucket, name, version.generation, limit=openapi.MAX_SPEC_BYTES
+                )
+        except (SpecError, TransientError):
+            raise
+        except PermanentError as exc:
+            raise SpecError(f"cannot read the spec at {source.uri}: {exc}") from None
+        return openapi.parse_spec(content), marker
+
+    def _service_spec(
+        self,
+        ref: ServiceRef,
+        spec: exposure.ProxySpec,
+        path: str,
+        *,
+        grant: bool,
+        first: bool = False,
+        granted: list[bool],
+    ) -> bytes:
+        if self.specs is None:
+            raise SpecError("this installation has no spec reader configured")
+        shown = f"{spec.target_url}{path}"
+        if grant and first:
+            self.cloudrun.add_invoker(ref.project, ref.region, ref.service, self._member)
+            granted.append(True)
+        try:
+            return self.specs.service_spec(spec.target_url, path, limit=openapi.MAX_SPEC_BYTES)
+        except PermanentError as exc:
+            if exc.status not in (401, 403):
+                raise
+            denied = exc.status
+        # the proxy service account is granted run.invoker when the service is first registered;
+        # a new service's spec is read before that, so the grant comes first when applying
+        if not grant:
+            raise SpecError(
+                f"{shown} answered {denied} to {self.settings.proxy_service_account}, which is granted "
+                "roles/run.invoker on the service when the plan is applied"
+            )
+        if not granted:
+            if not self.cloudrun.add_invoker(ref.project, ref.region, ref.service, self._member):
+                raise SpecError(
+                    f"{shown} answered {denied} to {self.settings.proxy_service_account} although it holds "
+                    "roles/run.invoker on the service"
+                )
+            granted.append(True)
+            event(_log, "invoker granted to read the spec", proxy=spec.proxy_name, member=self._member)
+            try:
+                return self.specs.service_spec(spec.target_url, path, limit=openapi.MAX_SPEC_BYTES)
+            except PermanentError as exc:
+                if exc.status not in (401, 403):
+                    raise
+        raise TransientError(
+            f"{shown} still answers {denied} just after granting roles/run.invoker "
+            "(IAM changes take a while to reach Cloud Run); will retry"
+        )
+
+    def _resolved(
+        self, ref: ServiceRef, want: Desired, the_plan: Plan, current: Current, *, grant: bool
+    ) -> tuple[Desired, Plan]:
+        """A plan that imports needs the bundle's bytes, and one that changes the proxy's product
+        labels needs the spec's operations: read the spec a label stood in for, render, and plan
+        again (the spec read may differ from what the label recorded). ``grant``: applying, so
+        the bytes are needed too; in plan mode only the product needs them."""
+        if want.bundle_zip is not None or want.contract is None or want.proxy is None:
+            return want, the_plan
+        imports = grant and any(isinstance(a, ImportBundle) for a in the_plan.actions)
+        relabels = want.product is not None and any(isinstance(a, LabelProxy) for a in the_plan.actions)
+        if not imports and not relabels:
+            return want, the_plan
+        full = self._rendered(ref, want.contract, None, grant=grant)
+        return full, self._plan(ref, full, current)
 
     def _current(self, name: str) -> Current:
         proxy = self.apigee.get_proxy(name)
@@ -296,7 +507,23 @@ class Registrar:
                 )
             try:
                 service_doc = self.cloudrun.get_service(ref.project, ref.region, ref.service)
-                want = self.desired(ref, service_doc)
+                contract = self._contract(ref, service_doc)
+                name = exposure.proxy_name(ref.project, ref.region, ref.service)
+                if isinstance(contract, exposure.ProxySpec) and contract.openapi is not None:
+                    # the proxy's labels say whether the spec must be read: read them first
+                    current = self._current(name)
+                    want = self._rendered(ref, contract, current, grant=apply)
+                else:
+                    # render first: the proxy is read as late as possible before the lease is taken
+                    want = self._rendered(ref, contract, None, grant=apply)
+                    current = self._current(name)
+                the_plan = self._plan(ref, want, current)
+                want, the_plan = self._resolved(ref, want, the_plan, current, grant=apply)
+                if apply and want.invoker_granted:  # granted a moment ago to read the spec
+                    the_plan = replace(
+                        the_plan,
+                        actions=tuple(a for a in the_plan.actions if not isinstance(a, GrantInvoker)),
+                    )
             except InputError as exc:
                 return self._finish(
                     ref,
@@ -306,8 +533,6 @@ class Registrar:
                     apply=apply,
                     correlation_id=correlation_id,
                 )
-            current = self._current(want.proxy_name)
-            the_plan = self._plan(ref, want, current)
             if not apply:
                 return self._preview(ref, want, current, the_plan, correlation_id)
             if not the_plan.writes:
@@ -337,13 +562,20 @@ class Registrar:
         product = want.product.name if want.product else None
         try:
             # someone may have finished the job while we waited: plan again from fresh state
-            if lease.waited or current is None:
-                current = self._current(want.proxy_name)
-                the_plan = self._plan(ref, want, current, claims)
-            else:
-                the_plan = first_plan
+            the_plan = first_plan
             done: list[ProductPlan] = []
             try:
+                # a spec read lies between reading the proxy and taking the lease: long enough for
+                # another instance to have imported meanwhile, so a plan that imports reads again
+                spec_import = (
+                    want.contract is not None
+                    and want.contract.openapi is not None
+                    and any(isinstance(a, ImportBundle) for a in first_plan.actions)
+                )
+                if lease.waited or current is None or spec_import:
+                    current = self._current(want.proxy_name)
+                    the_plan = self._plan(ref, want, current, claims)
+                    want, the_plan = self._resolved(ref, want, the_plan, current, grant=True)
                 if the_plan.writes or force_products:
                     done = self._apply_products(want, current, the_plan, correlation_id, force=force_products)
                     stop = next((p for p in done if p.result in ("conflict", "error")), None)
@@ -596,24 +828,26 @@ class Registrar:
             in_place: list[int] = []  # indexes of unchanged, registered services: drift candidates
             wants: dict[int, Desired] = {}
             for done, ref in enumerate(refs, 1):
+                name = exposure.proxy_name(ref.project, ref.region, ref.service)
                 try:
-                    want = self.desired(ref, services.get(ref))
+                    contract = self._contract(ref, services.get(ref))
+                    proxy = proxies.get(name)
+                    listed = tuple(deployments.get(name, []))
+                    current = Current(None) if proxy is None else self._with_revisions(proxy, listed)
+                    # every spec is read again, whatever the labels say
+                    want = self._rendered(ref, contract, current, grant=apply, reread=True)
                 except GatehouseError as exc:
+                    why = (
+                        f"transient, will be retried: {exc}"
+                        if isinstance(exc, TransientError)
+                        else f"invalid exposure settings: {exc}"
+                    )
                     r = self._finish(
-                        ref,
-                        None,
-                        "error",
-                        f"invalid exposure settings: {exc}",
-                        apply=apply,
-                        correlation_id=correlation_id,
-                        record=False,
+                        ref, None, "error", why, apply=apply, correlation_id=correlation_id, record=False
                     )
                     report.reports.append(r)
                     outcomes.append(r.outcome)
                 else:
-                    proxy = proxies.get(want.proxy_name)
-                    listed = tuple(deployments.get(want.proxy_name, []))
-                    current = Current(None) if proxy is None else self._with_revisions(proxy, listed)
                     the_plan = self._plan(ref, want, current, claims)
                     if apply and the_plan.writes:
                         to_apply.append((ref, want, the_plan))

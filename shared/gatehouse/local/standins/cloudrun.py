@@ -23,6 +23,14 @@ Test hooks:
   emulator) from a background thread that is flushed on stop.
 - ``POST /_standin/cloudrun/audit`` publishes the LogEntry (or list of entries) in the body as
   given, e.g. hand-written v1 ``ReplaceService`` entries.
+- Service traffic: a request whose ``Host`` is one of a service's ``*.run.app`` hosts is answered
+  as that service would answer it (``GATEHOUSE_SERVICE_ENDPOINT`` sends gatehouse's spec reads
+  here). Like Cloud Run, it wants ``Authorization: Bearer <Google ID token>`` whose ``aud`` is the
+  service URL and whose ``email`` holds ``roles/run.invoker`` in the service's IAM policy (401/403
+  otherwise; the token's signature is not checked). ``POST /_standin/cloudrun/content``
+  ``{"service": "projects/P/locations/R/services/S", "path": "/openapi.json", "body": "...",
+  "content_type": "application/json", "status": 200}`` sets what a path answers (404 otherwise).
+  Counted in the stats as ``GET (service traffic)``.
 - Plus the base hooks (stats, faults, health) described in :mod:`gatehouse.local.standins.server`.
 
 Project numbers (for ``https://{service}-{number}.{region}.run.app``) come from
@@ -41,12 +49,13 @@ import re
 import secrets
 import sys
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from werkzeug.wrappers import Request
+from werkzeug.wrappers import Request, Response
 
 from gatehouse.local.standins.cloudrun_jobs import JobsMixin
 from gatehouse.local.standins.cloudrun_jobs_crud import JobsCrudMixin
@@ -143,6 +152,19 @@ def _enum_field(field: Any, item: Any) -> Any:
     return item
 
 
+def _bearer_claims(header: str) -> dict[str, Any] | None:
+    """The claims of a bearer JWT (not verified: the stand-in has no Google keys), or None."""
+    scheme, _, token = header.partition(" ")
+    parts = token.split(".")
+    if scheme.lower() != "bearer" or len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
 def _split(name: str) -> tuple[str, str, str]:
     parts = name.split("/")
     return parts[1], parts[3], parts[5] if len(parts) > 5 else ""
@@ -191,6 +213,62 @@ class CloudRun(JobsCrudMixin, JobsMixin, StandIn):
         self._audit_thread: threading.Thread | None = None
         super().__init__(state_file=state_file, check_fields=check_fields)
         self.extra_routes[("POST", "/_standin/cloudrun/audit")] = self._publish_raw
+        self.extra_routes[("POST", "/_standin/cloudrun/content")] = self._set_content
+
+    # -- service traffic ------------------------------------------------------------------------------
+
+    def dispatch(self, request: Request) -> Response:
+        host = (request.host or "").rsplit(":", 1)[0].lower()
+        if host.endswith(".run.app"):
+            return self._traffic(host, request)
+        return super().dispatch(request)
+
+    def _set_content(self, request: Request) -> dict[str, Any]:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("service"), str):
+            raise ApiError(400, "body must be {service, path, body, content_type?, status?}")
+        path = str(body.get("path") or "")
+        if not path.startswith("/"):
+            raise ApiError(400, "path must start with '/'")
+        answer = {
+            "body": str(body.get("body") or ""),
+            "content_type": str(body.get("content_type") or "application/json"),
+            "status": int(body.get("status") or 200),
+        }
+        self.state.setdefault("content", {}).setdefault(body["service"], {})[path] = answer
+        self.changed()
+        return answer
+
+    def _traffic(self, host: str, request: Request) -> Response:
+        with self.lock:
+            self.calls["GET (service traffic)"] += 1
+            service = next(
+                (
+                    s
+                    for s in self.state["services"].values()
+                    if host in {u.split("//", 1)[-1] for u in [s.get("uri", ""), *s.get("urls", [])]}
+                ),
+                None,
+            )
+            if service is None:
+                return Response("no such service\n", status=404, content_type="text/plain")
+            urls = {service.get("uri", ""), *service.get("urls", [])}
+            claims = _bearer_claims(request.headers.get("Authorization", ""))
+            if claims is None or claims.get("aud") not in urls or int(claims.get("exp", 0)) < time.time():
+                return Response("Unauthorized\n", status=401, content_type="text/plain")
+            policy = self.state["iam"].get(service["name"]) or {}
+            invokers = {
+                member
+                for binding in policy.get("bindings", [])
+                if binding.get("role") == "roles/run.invoker" and not binding.get("condition")
+                for member in binding.get("members", [])
+            }
+            if f"serviceAccount:{claims.get('email')}" not in invokers:
+                return Response("Forbidden\n", status=403, content_type="text/plain")
+            answer = self.state.get("content", {}).get(service["name"], {}).get(request.path)
+        if answer is None:
+            return Response("Not Found\n", status=404, content_type="text/plain")
+        return Response(answer["body"], status=answer["status"], content_type=answer["content_type"])
 
     def initial_state(self) -> dict[str, Any]:
         # services/deleted: name -> Service JSON; iam: name -> Policy JSON; operations: name -> Operation;

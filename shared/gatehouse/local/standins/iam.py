@@ -136,6 +136,7 @@ def key_file(email: str, project: str, key_id: str, private_pem: str, client_id:
 
 class Iam(StandIn):
     API = "iam.v1"
+    EXTRA_APIS = ("iamcredentials.v1",)
     NAME = "iam"
 
     def __init__(
@@ -268,6 +269,41 @@ class Iam(StandIn):
             account["description"] = str(spec["description"])
             self.changed()
         return account
+
+    # -- IAM Credentials: ID tokens ------------------------------------------------------------
+
+    @handles("POST", "iamcredentials.projects.serviceAccounts.generateIdToken")
+    def generate_id_token(self, call: Call) -> dict[str, Any]:
+        """A signed RS256 ID token (Google's claims) for an account that exists; the stand-in signs
+        with its own key, so services on the stack check the claims, not Google's signature."""
+        name = call.params["name"]
+        if name.split("/")[1] != "-":
+            raise ApiError(400, "The `-` wildcard character is required in the project of the name.")
+        body = call.json() or {}
+        audience = body.get("audience")
+        if not isinstance(audience, str) or not audience:
+            raise ApiError(400, "audience is required")
+        account = self._resolve(name, permission="iam.serviceAccounts.getOpenIdToken")
+        now = int(self.now().timestamp())
+        claims: dict[str, Any] = {
+            "iss": "https://accounts.google.com",
+            "aud": audience,
+            "azp": account["uniqueId"],
+            "sub": account["uniqueId"],
+            "iat": now,
+            "exp": now + 3600,
+        }
+        if body.get("includeEmail"):
+            claims.update(email=account["email"], email_verified=True)
+        return {"token": self._sign(claims)}
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        from google.auth import crypt, jwt
+
+        if not hasattr(self, "_token_signer"):
+            pem, _ = new_key_pair()
+            self._token_signer = crypt.RSASigner.from_string(pem, key_id="standin")
+        return str(jwt.encode(self._token_signer, claims).decode("ascii"))
 
     @handles("GET", "iam.projects.serviceAccounts.get")
     def get_account(self, call: Call) -> dict[str, Any]:

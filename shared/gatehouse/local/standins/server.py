@@ -233,9 +233,12 @@ class StandIn:
 
     API: ClassVar[str]
     NAME: ClassVar[str]
+    # further discovery documents this stand-in serves methods of (IAM Credentials beside IAM)
+    EXTRA_APIS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, state_file: str | None = None, check_fields: bool = False) -> None:
         self.api = Discovery(self.API)
+        self.extra_apis = [Discovery(api) for api in self.EXTRA_APIS]
         self.lock = threading.RLock()
         self.state_file = Path(state_file) if state_file else None
         self.check = check_fields
@@ -260,13 +263,30 @@ class StandIn:
     ) -> None:
         """Serve discovery method ``method_id``; raises if the document lacks it (or the schema) or
         its verb differs."""
-        method = self.api.method(method_id)
+        method = self.api_of(method_id).method(method_id)
         if method.http_method != verb:
             raise ValueError(f"{method_id} is {method.http_method} in {self.API}, not {verb}")
         if json_schema:
-            self.api.schema(json_schema)
+            self.api_of(method_id).schema(json_schema)
             self.json_schemas[method_id] = json_schema
         self.handlers[method_id] = fn
+
+    def api_of(self, method_id: str) -> Discovery:
+        """The discovery document that defines ``method_id``."""
+        for api in self.extra_apis:
+            if method_id in api.methods:
+                return api
+        return self.api
+
+    def match_route(self, verb: str, path: str) -> tuple[Method, dict[str, str]] | None:
+        found = self.api.match(verb, path)
+        if found is not None and found[0].id in self.handlers:
+            return found
+        for api in self.extra_apis:
+            extra = api.match(verb, path)
+            if extra is not None and extra[0].id in self.handlers:
+                return extra
+        return found
 
     def response_schema(self, method: Method) -> str:
         """The schema a JSON answer of ``method`` must follow."""
@@ -307,7 +327,7 @@ class StandIn:
         verb, path = request.method, request.path
         if path.startswith("/_standin/"):
             return self._internal(verb, path, request)
-        found = self.api.match(verb, path)
+        found = self.match_route(verb, path)
         with self.lock:
             key = f"{verb} {found[0].route}" if found else f"{verb} (no route)"
             self.calls[key] += 1
@@ -350,7 +370,7 @@ class StandIn:
                 return result
             if self.check:
                 schema = self.response_schema(method)
-                problems = self.api.check_fields(schema, result)
+                problems = self.api_of(method.id).check_fields(schema, result)
                 if problems:
                     raise ApiError(500, f"stand-in response breaks {schema}: {problems}")
             return json_response(result)
