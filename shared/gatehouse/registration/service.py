@@ -505,47 +505,62 @@ class Registrar:
                     correlation_id=correlation_id,
                     record=False,
                 )
+            held: list[Registrar._Held] = []
             try:
-                service_doc = self.cloudrun.get_service(ref.project, ref.region, ref.service)
-                contract = self._contract(ref, service_doc)
-                name = exposure.proxy_name(ref.project, ref.region, ref.service)
-                if isinstance(contract, exposure.ProxySpec) and contract.openapi is not None:
-                    # the proxy's labels say whether the spec must be read: read them first
-                    current = self._current(name)
-                    want = self._rendered(ref, contract, current, grant=apply)
-                else:
-                    # render first: the proxy is read as late as possible before the lease is taken
-                    want = self._rendered(ref, contract, None, grant=apply)
-                    current = self._current(name)
-                the_plan = self._plan(ref, want, current)
-                want, the_plan = self._resolved(ref, want, the_plan, current, grant=apply)
-                if apply and want.invoker_granted:  # granted a moment ago to read the spec
-                    the_plan = replace(
-                        the_plan,
-                        actions=tuple(a for a in the_plan.actions if not isinstance(a, GrantInvoker)),
-                    )
-            except InputError as exc:
-                return self._finish(
-                    ref,
-                    None,
-                    "error",
-                    f"invalid exposure settings: {exc}",
-                    apply=apply,
-                    correlation_id=correlation_id,
-                )
-            if not apply:
-                return self._preview(ref, want, current, the_plan, correlation_id)
-            if not the_plan.writes:
-                return self._finish(
-                    ref,
-                    the_plan,
-                    the_plan.result,
-                    the_plan.reason,
-                    apply=apply,
-                    correlation_id=correlation_id,
-                    product=want.product.name if want.product else None,
-                )
-            return self._apply_under_lease(ref, want, the_plan, correlation_id, current=current)
+                return self._reconcile_one(ref, apply, correlation_id, held)
+            finally:
+                for h in held:
+                    self.coordinator.release(h.lease)
+
+    def _reconcile_one(
+        self, ref: ServiceRef, apply: bool, correlation_id: str, held: list[Registrar._Held]
+    ) -> Report:
+        """``held`` receives the proxy's lease when it is taken before the proxy is read (the
+        caller releases it)."""
+        try:
+            service_doc = self.cloudrun.get_service(ref.project, ref.region, ref.service)
+            contract = self._contract(ref, service_doc)
+            name = exposure.proxy_name(ref.project, ref.region, ref.service)
+            if isinstance(contract, exposure.ProxySpec) and contract.openapi is not None:
+                if apply:
+                    # a spec read takes a while: holding the lease from before the proxy is read
+                    # keeps the plan true until it is written, with one read of the proxy
+                    held.append(self._take_lease(name, correlation_id))
+                # the proxy's labels say whether the spec must be read: read them first
+                current = self._current(name)
+                want = self._rendered(ref, contract, current, grant=apply)
+            else:
+                # render first: the proxy is read as late as possible before the lease is taken
+                want = self._rendered(ref, contract, None, grant=apply)
+                current = self._current(name)
+            the_plan = self._plan(ref, want, current)
+            want, the_plan = self._resolved(ref, want, the_plan, current, grant=apply)
+            if apply and want.invoker_granted:
+                the_plan = _without_grant(the_plan)
+        except InputError as exc:
+            return self._finish(
+                ref,
+                None,
+                "error",
+                f"invalid exposure settings: {exc}",
+                apply=apply,
+                correlation_id=correlation_id,
+            )
+        if not apply:
+            return self._preview(ref, want, current, the_plan, correlation_id)
+        if not the_plan.writes:
+            return self._finish(
+                ref,
+                the_plan,
+                the_plan.result,
+                the_plan.reason,
+                apply=apply,
+                correlation_id=correlation_id,
+                product=want.product.name if want.product else None,
+            )
+        return self._apply_under_lease(
+            ref, want, the_plan, correlation_id, current=current, held=held[0] if held else None
+        )
 
     def _apply_under_lease(
         self,
@@ -557,25 +572,30 @@ class Registrar:
         *,
         current: Current | None = None,
         force_products: bool = False,
+        held: Registrar._Held | None = None,
     ) -> Report:
-        lease = self._take_lease(want.proxy_name, correlation_id)
+        """``held``: the proxy's lease, taken by the caller before it read ``current`` (and released
+        by it); otherwise the lease is taken and released here."""
+        lease = held or self._take_lease(want.proxy_name, correlation_id)
         product = want.product.name if want.product else None
         try:
-            # someone may have finished the job while we waited: plan again from fresh state
             the_plan = first_plan
             done: list[ProductPlan] = []
             try:
-                # a spec read lies between reading the proxy and taking the lease: long enough for
-                # another instance to have imported meanwhile, so a plan that imports reads again
+                # someone may have finished the job while we waited, or while a spec was read
+                # between reading the proxy and taking the lease: plan again from fresh state
                 spec_import = (
                     want.contract is not None
                     and want.contract.openapi is not None
                     and any(isinstance(a, ImportBundle) for a in first_plan.actions)
                 )
-                if lease.waited or current is None or spec_import:
+                if current is None or (held is None and (lease.waited or spec_import)):
+                    granted = want.invoker_granted
                     current = self._current(want.proxy_name)
                     the_plan = self._plan(ref, want, current, claims)
                     want, the_plan = self._resolved(ref, want, the_plan, current, grant=True)
+                    if granted or want.invoker_granted:
+                        the_plan = _without_grant(the_plan)
                 if the_plan.writes or force_products:
                     done = self._apply_products(want, current, the_plan, correlation_id, force=force_products)
                     stop = next((p for p in done if p.result in ("conflict", "error")), None)
@@ -621,7 +641,8 @@ class Registrar:
             report.products = done
             return report
         finally:
-            self.coordinator.release(lease.lease)
+            if held is None:
+                self.coordinator.release(lease.lease)
 
     # -- API products -----------------------------------------------------------------------------
 
@@ -1057,3 +1078,8 @@ class Registrar:
 
 def _product_note(done: Sequence[ProductPlan]) -> str:
     return "".join(f"; {p.reason}" for p in done if p.writes)
+
+
+def _without_grant(the_plan: Plan) -> Plan:
+    """The plan less its run.invoker grant: granted a moment ago, to read the service's spec."""
+    return replace(the_plan, actions=tuple(a for a in the_plan.actions if not isinstance(a, GrantInvoker)))
