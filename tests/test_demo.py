@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from gatehouse.local.processes import alive
+from gatehouse.local.stack import ORGANIZATION
 
 pytestmark = pytest.mark.stack
 CLI = [sys.executable, "-m", "gatehouse.cli"]
@@ -40,10 +42,29 @@ def down(state_dir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def orders_product_operations(state: dict[str, object]) -> None:
+    """The demo's orders service serves its spec: its API product's operations are the spec's."""
+    listed = requests.get(
+        f"{state['apigee']}/v1/organizations/{ORGANIZATION}/apiproducts",
+        params={"expand": "true"},
+        timeout=10,
+    ).json()
+    found = sorted(
+        (op["resource"], tuple(op.get("methods", [])))
+        for product in listed.get("apiProduct", [])
+        for config in product.get("operationGroup", {}).get("operationConfigs", [])
+        if config["apiSource"].startswith("orders-")
+        for op in config["operations"]
+    )
+    assert found == [("/orders", ("GET", "POST")), ("/orders/*", ("GET",))], found
+
+
 def test_demo_runs_twice_and_again_after_down(tmp_path: Path) -> None:
     state_dir = tmp_path / "stack"
     try:
-        demo(state_dir)
+        first = demo(state_dir)
+        assert "product" in first.stdout.split("rotation", 1)[0]
+        orders_product_operations(json.loads((state_dir / "stack.json").read_text()))
         again = demo(state_dir)  # the stack is running: deploy the fleet again, nothing changes
         table = again.stdout.split("rotation", 1)[0]
         assert table.count("unchanged") == 5 and "registered" not in table.split("┩", 1)[1].split("└")[0]

@@ -190,10 +190,10 @@ def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
     outcomes = wait_registered(state, [key + s["name"] for s in exposed], since=since)
     elapsed = time.monotonic() - started
     apigee = runtime.apigee(load_settings())
-    table = Table("service", "profile", "proxy", "rev", "deployed in", "result")
+    table = Table("service", "profile", "proxy", "rev", "deployed in", "product", "result")
     for spec in specs:
         if spec not in exposed:
-            table.add_row(escape(spec["name"]), "-", "-", "-", "-", "[dim]not opted in[/]")
+            table.add_row(escape(spec["name"]), "-", "-", "-", "-", "-", "[dim]not opted in[/]")
             continue
         outcome = outcomes.get(key + spec["name"])
         proxy = outcome.proxy if outcome else None
@@ -209,6 +209,7 @@ def _registration(console: Any, state: dict[str, Any], count: int) -> bool:
             escape(proxy or "-"),
             revisions or "-",
             escape(envs or "-"),
+            escape(outcome.product or "-") if outcome else "-",
             f"[{style}]{escape(result)}[/]",
         )
     console.print(table)
