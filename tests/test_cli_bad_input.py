@@ -92,6 +92,18 @@ STATIC_CASES = [
     Case("args", ("reconcile",), ("svc", "--all"), says=("--all",)),
     Case("args", ("local",), ()),
     Case("args", ("demo",), ("--services", "0")),
+    Case("args", ("rollout",), ()),
+    Case("args", ("freeze",), ("--reason", "release"), SETTINGS, says=("--until",)),
+    Case("args", ("freeze",), ("--until", "tomorrow", "--reason", "x"), SETTINGS, says=("RFC 3339",)),
+    Case("args", ("freeze",), ("--until", "2020-01-01T00:00:00Z", "--reason", "x"), SETTINGS, says=("past",)),
+    Case("args", ("freeze",), ("--until", "2999-01-01T00:00:00", "--reason", "x"), SETTINGS, says=("zone",)),
+    Case(
+        "args",
+        ("freeze",),
+        ("--until", "2999-01-01T00:00:00Z", "--reason", " "),
+        SETTINGS,
+        says=("--reason",),
+    ),
     # names that are not resource names, or are ambiguous
     Case(
         "name", ("reconcile",), ("projects/acme-prod/services/x", "--plan"), AMBIGUOUS, says=("projects/P",)
@@ -134,6 +146,18 @@ STATIC_CASES = [
     ),
     Case("credentials", ("tickets",), ("--plan",), SETTINGS, says=("credentials",)),
     Case("credentials", ("tickets", "list"), (), SETTINGS, says=("credentials",)),
+    *(
+        Case("credentials", command, args, SETTINGS, says=("credentials",))
+        for command, args in [
+            (("rollout", "status"), ()),
+            (("rollout", "advance"), ()),
+            (("rollout", "resume"), ()),
+            (("rollout", "abort"), ()),
+            (("freeze",), ("--until", "2999-01-01T00:00:00Z", "--reason", "release")),
+            (("unfreeze",), ()),
+        ]
+    ),
+    Case("settings", ("rollout", "advance"), (), says=("GATEHOUSE_APIGEE_ORG",)),
     # no settings at all, or invalid ones
     Case("settings", ("status",), ()),
     Case("settings", ("reconcile",), ("--all", "--plan"), says=("GATEHOUSE_APIGEE_ORG",)),
@@ -174,6 +198,8 @@ STATIC_CASES = [
             (("rotate",), ("--plan",)),
             (("tickets",), ("--plan",)),
             (("tickets", "list"), ()),
+            (("rollout", "status"), ()),
+            (("unfreeze",), ()),
         ]
     ),
     Case(

@@ -249,3 +249,38 @@ def test_a_crash_after_any_write_is_finished_by_the_next_tick(k: int) -> None:
     assert world.apigee.calls["deploy"] - deploys_before == N
     names = {p.member.proxy for p in rollout.proxies.values()}
     assert len(names) == N and all(p.state == "passed" for p in rollout.proxies.values())
+
+
+def test_registration_keeps_unreached_proxies_on_the_running_configuration() -> None:
+    """The profiles file changed (this process renders with it), a rollout halted after wave 1:
+    a full sweep with the new file deploys nothing, and a service's own change deploys at once,
+    rendered with the running configuration."""
+    from gatehouse.rollouts.engine import resolver
+
+    world = World()
+    target = FleetConfig(RENAMED, settings=bundle_settings("gatehouse"))
+    rollout = world.start(target)
+    first = rollout.in_wave(0)[0].member.proxy
+    world.stats.bad = {first}
+    assert world.run(world.engine()).state == "halted"
+    before = world.deployed()
+    deploys = world.apigee.calls["deploy"]
+    registrar = Registrar(
+        world.settings,
+        world.apigee,
+        world.cloudrun,
+        world.coordinator,
+        target.profiles(),
+        sleep=lambda s: None,
+        config_for=resolver(world.store, target),
+    )
+    registrar.sweep(apply=True)
+    assert world.apigee.calls["deploy"] == deploys and world.deployed() == before
+    # an owner's own change (a new base path) registers at once, with the running header
+    ref = next(r for r, d in world.services.items() if r.key != rollout.proxies[first].member.service)
+    world.cloudrun.services[ref.key]["annotations"] = {"gatehouse.dev/base-path": "/moved"}
+    report = registrar.reconcile_service(ref)
+    assert report.outcome.result == "registered", report.outcome.reason
+    assert registrar.desired(ref, world.cloudrun.services[ref.key]).proxy.content_hash == (
+        world.registrar(world.running).desired(ref, world.cloudrun.services[ref.key]).proxy.content_hash
+    )

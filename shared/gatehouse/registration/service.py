@@ -98,6 +98,7 @@ class Registrar:
         *,
         sleep: Callable[[float], None] = time.sleep,
         lease_patience: float = 30.0,
+        config_for: Callable[[str], tuple[ProfileSet, str]] | None = None,
     ) -> None:
         if not settings.proxy_service_account:
             raise InputError(
@@ -110,6 +111,9 @@ class Registrar:
         self.profiles = profiles
         self.sleep = sleep
         self.lease_patience = lease_patience
+        # proxy name -> (profiles, owner id) it renders with: while a fleet change waits for or
+        # runs as a rollout, a proxy the rollout has not reached keeps the running configuration
+        self.config_for = config_for
         self.executor = Executor(
             apigee,
             cloudrun,
@@ -132,7 +136,12 @@ class Registrar:
         )
         if isinstance(spec, exposure.NotExposed):
             return Desired(name, None, absent_reason=spec.reason)
-        bundle = bundles.render(spec, self.profiles.get(spec.profile), owner_id=self.settings.owner_id)
+        profiles, owner_id = self.profiles, self.settings.owner_id
+        if self.config_for is not None:
+            profiles, owner_id = self.config_for(spec.proxy_name)
+            if spec.profile not in profiles.names:
+                profiles = self.profiles  # a profile new in this configuration: nothing to keep
+        bundle = bundles.render(spec, profiles.get(spec.profile), owner_id=owner_id)
         return Desired(
             spec.proxy_name,
             DesiredProxy(

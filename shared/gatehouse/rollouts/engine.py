@@ -407,3 +407,80 @@ def _merge(a: gate.Window | None, b: gate.Window) -> gate.Window:
 def _inert(text: str) -> str:
     """Reasons carry proxy names and numbers only, but a ticket renders Markdown: defuse it."""
     return "".join(f"\\{c}" if c in "\\`*_[]<>#|@!" else c for c in text)[:500]
+
+
+def resolver(
+    store: RolloutStore,
+    present: FleetConfig,
+    *,
+    ttl: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[str], tuple[Any, str]]:
+    """Proxy name -> (profiles, owner id) to render with (``RolloutEngine.config_for``), without
+    writing to the store (the tick bootstraps it). The fleet record is read at most once per
+    ``ttl`` (a sweep of 1,000 services costs a few reads, not 2,000), configurations once each."""
+    cache: dict[str, Any] = {}
+
+    def pick(proxy: str) -> tuple[Any, str]:
+        if "at" not in cache or clock() - cache["at"] > ttl:
+            fleet = store.get("fleet") or {}
+            rid = fleet.get("rollout")
+            doc = store.get(f"rollout/{rid}") if rid else None
+            cache.update(at=clock(), fleet=fleet, rollout=Rollout.from_dict(doc) if doc else None)
+        running_id = cache["fleet"].get("running")
+        if not running_id:
+            return present.profiles(), present.owner_id
+        chosen = str(running_id)
+        rollout = cache["rollout"]
+        if rollout is not None and rollout.state in ACTIVE and rollout.renders_target(proxy):
+            chosen = rollout.target
+        if chosen == present.id:
+            return present.profiles(), present.owner_id
+        key = f"config/{chosen}"
+        if key not in cache:
+            stored = store.get(key)
+            config = FleetConfig.from_dict(stored) if stored is not None else present
+            cache[key] = (config.profiles(), config.owner_id)
+        return cache[key]  # type: ignore[no-any-return]
+
+    return pick
+
+
+def _duration(name: str, text: str) -> float:
+    """``900``, ``900s``, ``15m`` or ``1h`` -> seconds."""
+    value = text.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(value[-1:], 0)
+    number = value[:-1] if scale else value
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise InputError(f"{name}: {text[:20]!r} is not a duration (900, 900s, 15m, 1h)") from None
+    if not 0 <= seconds <= 7 * 86400:
+        raise InputError(f"{name}: {text[:20]!r} is outside 0..7 days")
+    return seconds
+
+
+def settings_from_env(environ: Mapping[str, str]) -> RolloutSettings:
+    """``GATEHOUSE_ROLLOUT_*`` (README "Rollouts"); InputError for a bad value."""
+
+    def get(key: str, default: str) -> str:
+        return environ.get(f"GATEHOUSE_ROLLOUT_{key}", default)
+
+    try:
+        min_requests = int(get("MIN_REQUESTS", "50"))
+    except ValueError:
+        raise InputError("GATEHOUSE_ROLLOUT_MIN_REQUESTS must be a whole number") from None
+    if min_requests < 1:
+        raise InputError("GATEHOUSE_ROLLOUT_MIN_REQUESTS must be at least 1")
+    allowed = get("MAX_INCONCLUSIVE", "25%")
+    try:
+        gate.allowed_inconclusive(allowed, 100)
+    except ValueError:
+        raise InputError("GATEHOUSE_ROLLOUT_MAX_INCONCLUSIVE must be a count or a percentage") from None
+    return RolloutSettings(
+        waves=parse_waves(get("WAVES", "1,10%,50%,100%")),
+        bake_seconds=_duration("GATEHOUSE_ROLLOUT_BAKE", get("BAKE", "15m")),
+        analytics_delay_seconds=_duration("GATEHOUSE_ROLLOUT_ANALYTICS_DELAY", get("ANALYTICS_DELAY", "10m")),
+        thresholds=gate.Thresholds(min_requests=min_requests),
+        max_inconclusive=allowed,
+    )
