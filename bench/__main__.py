@@ -18,6 +18,8 @@ Jobs:
   every API the job calls, vs the same at 0 ms (about 6 minutes: the job is sequential).
 - ``tickets_storm``: 10,000 notifications for 20 proxies through Pub/Sub, tickets job with the
   hourly cap at 10 and at 20, vs publishing and draining the same messages without processing.
+- ``rollout``: a fleet change over 1,000 proxies in waves at 50 ms, management calls and wall time
+  without bake vs one sweep redeploying all at once, and the calls per minute under the quota.
 
 Every benchmark starts and stops its own processes, on 127.0.0.1 only, and is bounded by timeouts.
 """
@@ -38,7 +40,7 @@ from typing import Any
 from bench.harness import RESULTS, log, quiet_gatehouse_logs
 
 REGISTRATION = ("cold_start", "calls_per_service", "noop_sweep", "burst")
-JOBS = ("rotation", "tickets_storm")
+JOBS = ("rotation", "tickets_storm", "rollout")
 BENCHMARKS = REGISTRATION + JOBS
 
 

@@ -284,3 +284,36 @@ def test_registration_keeps_unreached_proxies_on_the_running_configuration() -> 
     assert registrar.desired(ref, world.cloudrun.services[ref.key]).proxy.content_hash == (
         world.registrar(world.running).desired(ref, world.cloudrun.services[ref.key]).proxy.content_hash
     )
+
+
+def _failing_run_writes() -> int:
+    world = World()
+    target = FleetConfig(RENAMED, settings=bundle_settings("gatehouse"))
+    start = world.store.writes
+    rollout = world.start(target)
+    world.stats.bad = {rollout.in_wave(0)[0].member.proxy}
+    world.run(world.engine())
+    return world.store.writes - start
+
+
+@pytest.mark.parametrize("k", range(1, _failing_run_writes() + 1))
+def test_a_crash_in_a_failing_rollout_still_ends_restored_and_halted_with_one_ticket(k: int) -> None:
+    world = World()
+    before = world.deployed()
+    target = FleetConfig(RENAMED, settings=bundle_settings("gatehouse"))
+    world.store.crash_at = world.store.writes + k
+    try:
+        rollout = world.start(target)
+        world.stats.bad = {rollout.in_wave(0)[0].member.proxy}
+        world.run(world.engine("first"))
+    except Crash:
+        pass
+    world.store.crash_at = None
+    world.coordinator.held.clear()
+    rollout = world.engine().current() or world.start(target)
+    world.stats.bad = {rollout.in_wave(0)[0].member.proxy}
+    rollout = world.run(world.engine("second"))
+    assert rollout.state == "halted"
+    assert world.deployed() == before
+    assert len(world.tracker.issues) == 1
+    assert sum(p.state == "pending" for p in rollout.proxies.values()) == N - 1
