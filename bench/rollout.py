@@ -20,6 +20,7 @@ deploy time.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ class Slow:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.calls = 0
+        # the fake is not thread-safe and the baseline sweep runs 4 workers: the waits overlap,
+        # the calls themselves take turns
+        self.lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
@@ -43,9 +47,10 @@ class Slow:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
             time.sleep(LATENCY)
-            return attr(*args, **kwargs)
+            with self.lock:
+                self.calls += 1
+                return attr(*args, **kwargs)
 
         return call
 

@@ -26,7 +26,7 @@ def stand() -> Iterator[Handle]:
     handle.stop()
 
 
-def seed(stand: Handle, proxy: str, code: str, count: int, at_ms: int, ms: float = 100.0) -> None:
+def seed(stand: Handle, proxy: str, code: str, count: int, at_ms: int, *, ms: float = 100.0) -> None:
     records = [
         {
             "environment": "prod",
