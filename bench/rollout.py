@@ -109,7 +109,7 @@ def run(smoke: bool = False, size: int | None = None) -> dict[str, Any]:
 
     # baseline: one sweep with the new file redeploys everything at once
     apigee, cloudrun, coord, settings, _ = _fleet(n)
-    _registrar(settings, apigee, cloudrun, coord, old).sweep(apply=True)
+    _registrar(settings, apigee, cloudrun, coord, old).sweep(apply=True, workers=1)
     slow = Slow(apigee)
     began = time.perf_counter()
     _registrar(settings, slow, cloudrun, coord, new).sweep(apply=True)
@@ -117,7 +117,7 @@ def run(smoke: bool = False, size: int | None = None) -> dict[str, Any]:
 
     # the rollout, on an identical fresh fleet
     apigee, cloudrun, coord, settings, services = _fleet(n)
-    _registrar(settings, apigee, cloudrun, coord, old).sweep(apply=True)
+    _registrar(settings, apigee, cloudrun, coord, old).sweep(apply=True, workers=1)
     slow = Slow(apigee)
     clock = [10_000.0]
     stats = Stats(clock)

@@ -323,3 +323,28 @@ def freeze(settings: Settings, until: float, reason: str) -> None:
     fleet = store.get("fleet") or {}
     fleet["freeze"] = Freeze(until, reason, getpass.getuser()).to_dict() if until else None
     store.put("fleet", fleet)
+
+
+def frozen(settings: Settings) -> Any:
+    """The active freeze (``gatehouse freeze``), or None. A store that cannot be read holds
+    nothing: the freeze is an operator's hold, and rotation must not stop because Firestore is down."""
+    import time
+
+    from gatehouse.errors import GatehouseError
+    from gatehouse.rollouts.model import Freeze
+
+    try:
+        from gatehouse.adapters.firestore import FirestoreRolloutStore
+
+        doc = (
+            FirestoreRolloutStore(firestore_project(settings), settings.firestore_database).get("fleet") or {}
+        ).get("freeze")
+    except (GatehouseError, OSError, ValueError) as exc:
+        from gatehouse.logging import event, get_logger
+
+        event(get_logger("rollouts"), "freeze not readable; not holding", level=30, error=str(exc))
+        return None
+    if not isinstance(doc, dict):
+        return None
+    found = Freeze.from_dict(doc)
+    return found if found.active(time.time()) else None
