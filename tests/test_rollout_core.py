@@ -227,3 +227,46 @@ def test_stats_grouped_by_status_code_become_windows() -> None:
     assert w.total_ms == pytest.approx((90 * 100 + 10 * 10) / 100)
     assert windows["quiet"] == Window()
     assert windows_from_stats("nonsense", ["a"])[1]
+
+
+def test_rollout_settings_from_the_environment() -> None:
+    from gatehouse.rollouts.engine import settings_from_env
+
+    default = settings_from_env({})
+    assert (default.bake_seconds, default.analytics_delay_seconds, default.bake) == (900, 600, 900)
+    assert [str(s) for s in default.waves] == ["1", "10%", "50%", "100%"]
+    # the bake is never shorter than the analytics delay
+    short = settings_from_env({"GATEHOUSE_ROLLOUT_BAKE": "1m", "GATEHOUSE_ROLLOUT_ANALYTICS_DELAY": "10m"})
+    assert short.bake == 600
+    zero = settings_from_env({"GATEHOUSE_ROLLOUT_BAKE": "0", "GATEHOUSE_ROLLOUT_ANALYTICS_DELAY": "0s"})
+    assert zero.bake == 0
+    for key, bad in (
+        ("BAKE", "soon"),
+        ("BAKE", "-5"),
+        ("ANALYTICS_DELAY", "200h"),
+        ("MIN_REQUESTS", "0"),
+        ("MIN_REQUESTS", "many"),
+        ("MAX_INCONCLUSIVE", "some"),
+        ("WAVES", "10%,5%"),
+    ):
+        with pytest.raises(InputError):
+            settings_from_env({f"GATEHOUSE_ROLLOUT_{key}": bad})
+
+
+def test_the_rollout_view_prints_reasons_without_control_characters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gatehouse.cli_views import print_rollout
+    from gatehouse.rollouts.model import Freeze, ProxyState, Rollout
+
+    rollout = Rollout("r1", "aaa", "bbb", state="halted", reason="wave 1: \x1b[2Jbad\rthing")
+    member = _member(1)
+    rollout.proxies[member.proxy] = ProxyState(
+        member, 0, "restored", verdict=judge(CLEAN, Window(requests=1000, auth_errors=500), T)
+    )
+    print_rollout(rollout, Freeze(4_102_444_800, "release \x07week", "ops"), as_json=False)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out
+    assert "FROZEN until 2100-01-01" in out and "halted" in out and "401/403 rate" in out
+    print_rollout(rollout, None, as_json=True)
+    assert '"state": "halted"' in capsys.readouterr().out
