@@ -13,6 +13,7 @@ from registration_fakes import FakeApigee, FakeCloudRun, FakeCoordinator, v2_ser
 from tickets_fakes import Crash, FakeTracker
 
 from gatehouse.config import Settings
+from gatehouse.errors import TransientError
 from gatehouse.registration.plan import ServiceRef
 from gatehouse.registration.service import Registrar
 from gatehouse.rollouts import gate
@@ -317,3 +318,18 @@ def test_a_crash_in_a_failing_rollout_still_ends_restored_and_halted_with_one_ti
     assert world.deployed() == before
     assert len(world.tracker.issues) == 1
     assert sum(p.state == "pending" for p in rollout.proxies.values()) == N - 1
+
+
+def test_a_transient_deploy_failure_leaves_the_proxy_deploying_for_the_next_tick() -> None:
+    world = World()
+    target = FleetConfig(RENAMED, settings=bundle_settings("gatehouse"))
+    rollout = world.start(target)
+    first = rollout.in_wave(0)[0].member.proxy
+    world.apigee.transient_once.add("deploy")
+    engine = world.engine()
+    with pytest.raises(TransientError):
+        engine.tick()
+    assert engine.current().proxies[first].state == "deploying"
+    rollout = world.run(engine, ticks=40)
+    assert rollout.state == "completed"
+    assert all(p.verdict is not None and p.verdict.result == "pass" for p in rollout.proxies.values())

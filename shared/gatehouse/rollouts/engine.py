@@ -179,6 +179,8 @@ class RolloutEngine:
                     self._save(rollout)
                 try:
                     p.revision = self.deployer.deploy(p.member, target)
+                except TransientError:
+                    raise  # still deploying: the next tick tries again (registration is idempotent)
                 except GatehouseError as exc:
                     # READY never came: the gate fails this proxy without waiting for traffic
                     p.state = "deployed"
