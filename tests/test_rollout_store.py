@@ -47,3 +47,27 @@ def test_the_store_round_trips_and_feeds_the_resolver(stack: dict[str, Any]) -> 
     assert pick("reached")[0].get("apikey").auth.key_header == "x-caller-key"
     assert pick("later")[0].get("apikey").auth.key_header == "x-api-key"
     assert pick("never-in-the-rollout")[0].get("apikey").auth.key_header == "x-api-key"
+
+
+def test_freeze_shows_in_status_and_the_rollout_view_until_unfrozen(stack: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "gatehouse.cli", "--stack", stack["state_dir"]]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=60, check=False)
+
+    try:
+        done = run("freeze", "--until", "2999-01-01T00:00:00Z", "--reason", "release week\x1b[2J")
+        assert done.returncode == 0, done.stderr
+        status = run("status")
+        assert status.returncode == 0, status.stderr
+        assert "FROZEN until 2999-01-01" in status.stderr and "\x1b" not in status.stderr
+        view = run("rollout", "status")
+        assert view.returncode == 0, view.stderr
+        assert "FROZEN until 2999-01-01" in view.stdout and "release week" in view.stdout
+    finally:
+        assert run("unfreeze").returncode == 0
+    assert "FROZEN" not in run("status").stderr
+    assert "FROZEN" not in run("rollout", "status").stdout

@@ -358,6 +358,14 @@ def status(service: str | None, as_json: bool) -> None:
     outcomes = runtime.coordinator(settings).outcomes(key)
     if exact:
         outcomes = [o for o in outcomes if o.key == key]
+    frozen = runtime.frozen(settings)
+    if frozen is not None:
+        # on stderr: the table (or JSON lines) on stdout stays what scripts parse
+        from datetime import UTC, datetime
+
+        until = datetime.fromtimestamp(frozen.until, UTC).isoformat()
+        reason = "".join(c if c.isprintable() else "?" for c in frozen.reason)[:300]
+        click.echo(f"FROZEN until {until}: {reason} (rollouts and rotation held)", err=True)
     print_outcomes(outcomes, as_json=as_json, selected=key)
 
 
