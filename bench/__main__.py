@@ -21,6 +21,9 @@ Jobs:
 - ``inventory``: ``gatehouse inventory`` of 1,000 services at 50 ms latency (calls, wall time, Apigee
   calls per minute against the configured quota), vs the no-op sweep of the same fleet.
 
+- ``rollout``: a fleet change over 1,000 proxies in waves at 50 ms, management calls and wall time
+  without bake vs one sweep redeploying all at once, and the calls per minute under the quota.
+
 Imports:
 
 - ``imports``: the import cost of each runtime dependency and entry point vs a bare interpreter.
@@ -50,7 +53,7 @@ from typing import Any
 from bench.harness import RESULTS, log, quiet_gatehouse_logs
 
 REGISTRATION = ("cold_start", "calls_per_service", "noop_sweep", "burst")
-JOBS = ("rotation", "tickets_storm", "inventory")
+JOBS = ("rotation", "tickets_storm", "inventory", "rollout")
 OTHERS = ("imports",)
 BENCHMARKS = REGISTRATION + JOBS + OTHERS
 

@@ -92,6 +92,18 @@ STATIC_CASES = [
     Case("args", ("reconcile",), ("svc", "--all"), says=("--all",)),
     Case("args", ("local",), ()),
     Case("args", ("demo",), ("--services", "0")),
+    Case("args", ("rollout",), ()),
+    Case("args", ("freeze",), ("--reason", "release"), SETTINGS, says=("--until",)),
+    Case("args", ("freeze",), ("--until", "tomorrow", "--reason", "x"), SETTINGS, says=("RFC 3339",)),
+    Case("args", ("freeze",), ("--until", "2020-01-01T00:00:00Z", "--reason", "x"), SETTINGS, says=("past",)),
+    Case("args", ("freeze",), ("--until", "2999-01-01T00:00:00", "--reason", "x"), SETTINGS, says=("zone",)),
+    Case(
+        "args",
+        ("freeze",),
+        ("--until", "2999-01-01T00:00:00Z", "--reason", " "),
+        SETTINGS,
+        says=("--reason",),
+    ),
     # names that are not resource names, or are ambiguous
     Case(
         "name", ("reconcile",), ("projects/acme-prod/services/x", "--plan"), AMBIGUOUS, says=("projects/P",)
@@ -140,6 +152,18 @@ STATIC_CASES = [
     Case("settings", ("inventory",), (), says=("GATEHOUSE_APIGEE_ORG",)),
     Case("settings", ("history",), ("orders", "--since", "soon"), SETTINGS, says=("--since",)),
     Case("name", ("history",), ("a/b/c",), SETTINGS, says=("projects/P/secrets/S",)),
+    *(
+        Case("credentials", command, args, SETTINGS, says=("credentials",))
+        for command, args in [
+            (("rollout", "status"), ()),
+            (("rollout", "advance"), ()),
+            (("rollout", "resume"), ()),
+            (("rollout", "abort"), ()),
+            (("freeze",), ("--until", "2999-01-01T00:00:00Z", "--reason", "release")),
+            (("unfreeze",), ()),
+        ]
+    ),
+    Case("settings", ("rollout", "advance"), (), says=("GATEHOUSE_APIGEE_ORG",)),
     # no settings at all, or invalid ones
     Case("settings", ("status",), ()),
     Case("settings", ("reconcile",), ("--all", "--plan"), says=("GATEHOUSE_APIGEE_ORG",)),
@@ -182,6 +206,8 @@ STATIC_CASES = [
             (("tickets", "list"), ()),
             (("inventory",), ()),
             (("history",), ("orders",)),
+            (("rollout", "status"), ()),
+            (("unfreeze",), ()),
         ]
     ),
     Case(

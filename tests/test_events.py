@@ -667,7 +667,7 @@ def test_events_are_frozen() -> None:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({"command": "deploy"}, "unknown command 'deploy' (expected reconcile, rotate or tickets)"),
+        ({"command": "deploy"}, "unknown command 'deploy' (expected reconcile, rotate, tickets or rollout)"),
         ({"command": 3}, "unknown command 3"),
         ({"command": "reconcile"}, "command 'reconcile' needs 'service'"),
         (

@@ -60,3 +60,25 @@ resource "google_cloud_scheduler_job" "job" {
   # The first run must not race the grant.
   depends_on = [google_cloud_run_v2_job_iam_member.grants]
 }
+
+# The rollout tick: a command on the commands topic ({"command": "rollout", "action": "tick"});
+# on_command starts the reconcile job in its rollout mode. Frequent, because a tick that finds a
+# wave still baking changes nothing and costs one Firestore read; a freeze pauses this job.
+resource "google_cloud_scheduler_job" "rollout_tick" {
+  name             = "${var.name_prefix}-rollout-tick"
+  project          = var.project_id
+  region           = var.region
+  description      = "gatehouse: advance a fleet-wide rollout (waves, bake, health gate)"
+  schedule         = var.rollout_tick_schedule
+  time_zone        = var.time_zone
+  attempt_deadline = "60s"
+
+  retry_config {
+    retry_count = 0 # the next tick is minutes away
+  }
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.commands.id
+    data       = base64encode(jsonencode({ command = "rollout", action = "tick" }))
+  }
+}

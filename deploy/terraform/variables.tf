@@ -259,6 +259,17 @@ variable "tickets_schedule" {
   }
 }
 
+variable "rollout_tick_schedule" {
+  description = "How often the rollout tick runs: it starts a rollout when the fleet configuration changed and moves a running one on (deploy a wave, judge it after its bake)."
+  type        = string
+  default     = "*/5 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.rollout_tick_schedule))) == 5
+    error_message = "rollout_tick_schedule must be a 5-field cron expression."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # Rotation
 # ---------------------------------------------------------------------------------------------

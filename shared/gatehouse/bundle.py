@@ -69,6 +69,9 @@ CREDENTIAL_HEADERS = ("Authorization", "x-api-key")
 CREDENTIAL_QUERY_PARAMS = ("apikey", "api_key", "access_token")
 
 DEFAULT_OWNER_ID = "gatehouse"
+# bumped whenever the same spec and profile render to different bytes: part of the fleet
+# configuration id, so such an upgrade goes out as a health-gated rollout (gatehouse.rollouts)
+RENDER_VERSION = "1"
 _OWNER_ID = re.compile(r"[a-z][a-z0-9_-]{0,39}", re.ASCII)  # as validated by Settings.owner_id
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)

@@ -373,6 +373,14 @@ def status(service: str | None, as_json: bool) -> None:
     outcomes = runtime.coordinator(settings).outcomes(key)
     if exact:
         outcomes = [o for o in outcomes if o.key == key]
+    frozen = runtime.frozen(settings)
+    if frozen is not None:
+        # on stderr: the table (or JSON lines) on stdout stays what scripts parse
+        from datetime import UTC, datetime
+
+        until = datetime.fromtimestamp(frozen.until, UTC).isoformat()
+        reason = "".join(c if c.isprintable() else "?" for c in frozen.reason)[:300]
+        click.echo(f"FROZEN until {until}: {reason} (rollouts and rotation held)", err=True)
     print_outcomes(outcomes, as_json=as_json, selected=key)
 
 
@@ -670,6 +678,98 @@ def demo(state_dir: Path, services: int, keep: bool) -> None:
 
     ok = run_demo(state_dir, services=services, keep=keep)
     sys.exit(0 if ok else EXIT_FAILED)
+
+
+# -- rollouts and freeze ----------------------------------------------------------------------------
+
+
+@cli.group()
+def rollout() -> None:
+    """Fleet-wide changes (profiles file, gatehouse version, bundle settings) in health-gated waves."""
+
+
+@rollout.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the rollout record as JSON.")
+def rollout_status(as_json: bool) -> None:
+    """The current rollout: state, waves, each proxy's state and verdict with its numbers."""
+    from gatehouse import runtime
+    from gatehouse.cli_views import print_rollout
+
+    settings = _settings()
+    _connect(settings)
+    engine = runtime.rollout_engine(settings)
+    print_rollout(engine.current(), engine.freeze(), as_json=as_json)
+
+
+def _rollout_verb(verb: str) -> None:
+    from gatehouse import runtime
+    from gatehouse.cli_views import print_rollout
+
+    settings = _settings()
+    _require(GATEHOUSE_APIGEE_ORG=settings.apigee_org)
+    _connect(settings)
+    if verb == "advance":
+        result = runtime.rollout_tick(settings, accept_inconclusive=True)
+    else:
+        engine = runtime.rollout_engine(settings)
+        result = engine.resume() if verb == "resume" else engine.abort()
+    print_rollout(result, None, as_json=False)
+
+
+@rollout.command("advance")
+def rollout_advance() -> None:
+    """Move the rollout on now (a paused wave's inconclusive proxies are accepted)."""
+    _rollout_verb("advance")
+
+
+@rollout.command("resume")
+def rollout_resume() -> None:
+    """A halted rollout tries its failed wave again; a paused one goes on."""
+    _rollout_verb("resume")
+
+
+@rollout.command("abort")
+def rollout_abort() -> None:
+    """Put every proxy the rollout reached back on its previous revisions."""
+    _rollout_verb("abort")
+
+
+@cli.command()
+@click.option(
+    "--until", "until", required=True, metavar="TIME", help="RFC 3339 time, e.g. 2026-12-24T08:00:00Z."
+)
+@click.option("--reason", required=True, metavar="TEXT", help="Why (shown in status and the rollout view).")
+def freeze(until: str, reason: str) -> None:
+    """Hold rollouts and rotation until TIME (an owner's own deploy still goes through)."""
+    from datetime import UTC, datetime
+
+    from gatehouse import runtime
+
+    try:
+        when = datetime.fromisoformat(until.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--until {until[:40]!r} is not an RFC 3339 time") from None
+    if when.tzinfo is None:
+        raise InputError("--until needs a time zone (e.g. 2026-12-24T08:00:00Z)")
+    if when <= datetime.now(UTC):
+        raise InputError("--until is in the past")
+    if not reason.strip() or len(reason) > 500:
+        raise InputError("--reason must be 1-500 characters")
+    settings = _settings()
+    _connect(settings)
+    runtime.freeze(settings, when.timestamp(), reason.strip())
+    click.echo(f"frozen until {when.astimezone(UTC).isoformat()}: rollouts and rotation are held")
+
+
+@cli.command()
+def unfreeze() -> None:
+    """Lift a freeze."""
+    from gatehouse import runtime
+
+    settings = _settings()
+    _connect(settings)
+    runtime.freeze(settings, 0.0, "")
+    click.echo("unfrozen")
 
 
 if __name__ == "__main__":  # pragma: no cover

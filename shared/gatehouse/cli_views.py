@@ -474,3 +474,46 @@ def print_history(rows: Sequence[Any], *, resource: str, since: str, console: Co
             ]
         )
     _print_table(console, ("time", "trigger", "outcome", "actions"), table)
+
+
+def print_rollout(rollout: Any, frozen: Any, *, as_json: bool) -> None:
+    """``gatehouse rollout status``: the rollout, its waves and every proxy's verdict."""
+    from datetime import UTC, datetime
+
+    import click
+
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "rollout": rollout.to_dict() if rollout is not None else None,
+                    "freeze": frozen.to_dict() if frozen is not None else None,
+                },
+                sort_keys=True,
+            )
+        )
+        return
+    if frozen is not None:
+        until = datetime.fromtimestamp(frozen.until, UTC).isoformat()
+        click.echo(f"FROZEN until {until}: {_plain(frozen.reason)} (by {_plain(frozen.by)})")
+    if rollout is None:
+        click.echo("no rollout")
+        return
+    click.echo(
+        f"rollout {rollout.id}: {rollout.state}, {rollout.source} -> {rollout.target}, "
+        f"wave {rollout.wave + 1} of {rollout.wave_count}"
+    )
+    if rollout.reason:
+        click.echo(f"  {_plain(rollout.reason)}")
+    if rollout.ticket:
+        click.echo(f"  ticket: {_plain(rollout.ticket)}")
+    for index in range(rollout.wave_count):
+        click.echo(f"wave {index + 1}:")
+        for p in rollout.in_wave(index):
+            verdict = f" {p.verdict.result}: {_plain(p.verdict.reason)}" if p.verdict else ""
+            click.echo(f"  {p.member.proxy:<40} {p.state:<12}{verdict}")
+
+
+def _plain(text: str) -> str:
+    # a terminal line: no control characters from a reason or a person's freeze text
+    return "".join(c if c.isprintable() else "?" for c in str(text))[:300]

@@ -36,6 +36,12 @@ def run(
                 jobs, settings.reconcile_job, {"GATEHOUSE_RECONCILE_MODE": command.mode}, command
             )
         return _reconcile_one(command, registrar)
+    if command.command == "rollout":
+        # a wave's deploys or an abort's restores outlast a function invocation: the reconcile job
+        # runs the verb, under the rollout lease
+        return _start_job(
+            jobs, settings.reconcile_job, {"GATEHOUSE_RECONCILE_MODE": f"rollout-{command.action}"}, command
+        )
     if command.command == "tickets":
         return _start_job(jobs, settings.tickets_job, {"GATEHOUSE_TICKETS_MODE": command.mode}, command)
     # rotate: force means "rotate what predates this command"; the publish time keeps a redelivered

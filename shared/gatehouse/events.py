@@ -24,6 +24,7 @@ Commands are JSON objects; unknown keys are rejected::
      "mode": "plan" | "apply", "force": bool}             # secret defaults to "all", mode to "apply";
                                                           # force: rotate what predates the command
     {"command": "tickets", "mode": "plan" | "apply"}      # mode defaults to "apply"
+    {"command": "rollout", "action": "tick" | "advance" | "resume" | "abort"}  # action defaults to "tick"
 
 Each may also carry ``"request_id"`` (a string of 1-128 characters) to correlate logs. P is a
 project ID or number, R a region such as ``europe-west1``, S a Cloud Run service name or secret ID.
@@ -214,16 +215,20 @@ class Command(_Event):
     """An operator's request; ``service`` is set for reconcile, ``secret`` for rotate."""
 
     kind: ClassVar[str] = "command"
-    command: Literal["reconcile", "rotate", "tickets"]
+    command: Literal["reconcile", "rotate", "tickets", "rollout"]
     mode: Literal["plan", "apply"]
     service: str | None = None
     secret: str | None = None
     request_id: str | None = None
     # rotate: make every target due whose current credential predates the command
     force: bool = False
+    # rollout: tick (the scheduled one) | advance | resume | abort
+    action: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
+        if self.command != "rollout":
+            del out["action"]
         if self.command != "reconcile":
             del out["service"]
         if self.command != "rotate":
@@ -809,10 +814,19 @@ class _Tickets(_CommandModel):
         return Command(command=self.command, mode=self.mode, request_id=self.request_id)
 
 
-_COMMANDS: dict[str, type[_Reconcile | _Rotate | _Tickets]] = {
+class _Rollout(_CommandModel):
+    command: Literal["rollout"]
+    action: Literal["tick", "advance", "resume", "abort"] = "tick"
+
+    def event(self) -> Command:
+        return Command(command=self.command, mode="apply", action=self.action, request_id=self.request_id)
+
+
+_COMMANDS: dict[str, type[_Reconcile | _Rotate | _Tickets | _Rollout]] = {
     "reconcile": _Reconcile,
     "rotate": _Rotate,
     "tickets": _Tickets,
+    "rollout": _Rollout,
 }
 
 
@@ -826,7 +840,7 @@ def _command_event(doc: dict[str, Any]) -> Command:
     name = doc["command"]
     model = _COMMANDS.get(name) if isinstance(name, str) else None
     if model is None:
-        raise InputError(f"unknown command {_show(name)} (expected reconcile, rotate or tickets)")
+        raise InputError(f"unknown command {_show(name)} (expected reconcile, rotate, tickets or rollout)")
     try:
         return model.model_validate(doc).event()
     except ValidationError as exc:

@@ -87,6 +87,7 @@ def registrar(settings: Settings) -> Registrar:
         coordinator(settings),
         profiles,
         specs=spec_reader(settings),
+        config_for=fleet_resolver(settings),
     )
 
 
@@ -103,6 +104,16 @@ def spec_reader(settings: Settings) -> SpecReader:
         retry_max_wait=settings.retry_max_wait_seconds,
         timeout=settings.http_timeout_seconds,
     )
+
+
+def fleet_resolver(settings: Settings) -> Any:
+    """``Registrar.config_for``: the configuration each proxy renders with, read from the rollout
+    store once per process call (a fleet change never reaches a proxy by a registration)."""
+    from gatehouse.adapters.firestore import FirestoreRolloutStore
+    from gatehouse.rollouts.engine import resolver
+
+    store = FirestoreRolloutStore(firestore_project(settings), settings.firestore_database)
+    return resolver(store, fleet_config(settings))
 
 
 def secretmanager_client(settings: Settings) -> Any:
@@ -295,3 +306,136 @@ def inventory(
         rotation=rotation,
     )
     return build(snapshot, context)
+
+
+def fleet_config(settings: Settings) -> Any:
+    """The fleet configuration this process would render with (its profiles file and settings)."""
+    from gatehouse.bundle import RENDER_VERSION
+    from gatehouse.rollouts.fleet import FleetConfig, bundle_settings
+
+    if settings.profiles_file is None:
+        from importlib import resources
+
+        text = resources.files("gatehouse").joinpath("profiles.yaml").read_text(encoding="utf-8")
+    else:
+        try:
+            text = settings.profiles_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read profiles file {settings.profiles_file}: {exc}") from None
+    return FleetConfig(text, RENDER_VERSION, bundle_settings(settings.owner_id))
+
+
+def rollout_engine(settings: Settings) -> Any:
+    """The rollout engine: Firestore state, registration for deploys, grouped Apigee stats, the
+    tickets tracker when the tickets settings name one (else halts are only logged)."""
+    from gatehouse.adapters.apigee_analytics import ApigeeAnalytics
+    from gatehouse.adapters.firestore import FirestoreRolloutStore
+    from gatehouse.config import load_tickets_config
+    from gatehouse.registration.service import Registrar
+    from gatehouse.rollouts.deployer import RegistrarDeployer, TrackerTickets
+    from gatehouse.rollouts.engine import RolloutEngine, settings_from_env
+
+    client = apigee(settings)
+    run = cloudrun(settings)
+    coord = coordinator(settings)
+    specs = spec_reader(settings)  # a fleet change redeploys services with specs too
+
+    def registrar_for(config: Any) -> Registrar:
+        return Registrar(
+            settings.model_copy(update={"owner_id": config.owner_id}),
+            client,
+            run,
+            coord,
+            config.profiles(),
+            specs=specs,
+        )
+
+    config = load_tickets_config()
+    tickets: Any = (
+        TrackerTickets(tracker(settings, config))
+        if config.target and config.token_secret
+        else _LoggedTickets()
+    )
+    return RolloutEngine(
+        FirestoreRolloutStore(firestore_project(settings), settings.firestore_database),
+        coord,
+        RegistrarDeployer(client, registrar_for, settings.proxy_service_account),
+        ApigeeAnalytics(client),
+        tickets,
+        settings=settings_from_env(os.environ),
+    )
+
+
+class _LoggedTickets:
+    """Without a tracker a halt is still recorded in the rollout and logged at ERROR."""
+
+    def open_once(self, label: str, title: str, body: str) -> str:
+        from gatehouse.logging import event, get_logger
+
+        event(get_logger("rollouts"), title, level=40, label=label, body=body[:4000])
+        return f"log:{label}"
+
+
+def rollout_tick(settings: Settings, *, accept_inconclusive: bool = False) -> Any:
+    """The scheduled tick: start a rollout when this process's configuration differs from the one
+    the fleet runs (and none is active), then move the active one on."""
+    from gatehouse.registration.plan import ServiceRef
+    from gatehouse.rollouts.deployer import changed_members
+    from gatehouse.rollouts.model import ACTIVE
+
+    engine = rollout_engine(settings)
+    present = fleet_config(settings)
+    running = engine.running(present)
+    active = engine.current()
+    if running.id != present.id and (active is None or active.state not in ACTIVE):
+        if not settings.projects or not settings.regions:
+            raise InputError("starting a rollout needs GATEHOUSE_PROJECTS and GATEHOUSE_REGIONS")
+        services: dict[Any, dict[str, Any]] = {}
+        for project in settings.projects:
+            for region in settings.regions:
+                for page in engine.deployer.registrar_for(running).cloudrun.list_services(project, region):
+                    for doc in page:
+                        name = str(doc.get("name", "")).rsplit("/", 1)[-1]
+                        services[ServiceRef(project, region, name)] = doc
+        registrar_for = engine.deployer.registrar_for
+        engine.start(present, changed_members(services, registrar_for(running), registrar_for(present)))
+    return engine.tick(accept_inconclusive=accept_inconclusive)
+
+
+def freeze(settings: Settings, until: float, reason: str) -> None:
+    """Record (``until`` > now) or lift (0) a freeze in the rollout store; the rollout tick holds
+    while it lasts. Pausing the Scheduler jobs for rotation and rollout ticks is not wired yet."""
+    import getpass
+
+    from gatehouse.adapters.firestore import FirestoreRolloutStore
+    from gatehouse.rollouts.model import Freeze
+
+    store = FirestoreRolloutStore(firestore_project(settings), settings.firestore_database)
+    fleet = store.get("fleet") or {}
+    fleet["freeze"] = Freeze(until, reason, getpass.getuser()).to_dict() if until else None
+    store.put("fleet", fleet)
+
+
+def frozen(settings: Settings) -> Any:
+    """The active freeze (``gatehouse freeze``), or None. A store that cannot be read holds
+    nothing: the freeze is an operator's hold, and rotation must not stop because Firestore is down."""
+    import time
+
+    from gatehouse.errors import GatehouseError
+    from gatehouse.rollouts.model import Freeze
+
+    try:
+        from gatehouse.adapters.firestore import FirestoreRolloutStore
+
+        doc = (
+            FirestoreRolloutStore(firestore_project(settings), settings.firestore_database).get("fleet") or {}
+        ).get("freeze")
+    except (GatehouseError, OSError, ValueError) as exc:
+        from gatehouse.logging import event, get_logger
+
+        event(get_logger("rollouts"), "freeze not readable; not holding", level=30, error=str(exc))
+        return None
+    if not isinstance(doc, dict):
+        return None
+    found = Freeze.from_dict(doc)
+    return found if found.active(time.time()) else None

@@ -82,6 +82,48 @@ class ApigeeAnalytics:
             raise PermanentError(f"stats of {proxy} in {environment}: expected a JSON object")
         return doc
 
+    def stats_grouped(
+        self,
+        environment: str,
+        *,
+        dimensions: Sequence[str],
+        select: Sequence[str],
+        start: int,
+        end: int,
+        proxies: Sequence[str],
+    ) -> Mapping[str, Any]:
+        """Totals (no ``timeUnit``) of several proxies at once, grouped by ``dimensions`` (the first
+        being ``apiproxy``), filtered with ``apiproxy in (...)``: the rollout gate's one call per
+        environment and window, instead of one per proxy, keeps it inside the analytics quota."""
+        _check_name("environment", environment)
+        for proxy in proxies:
+            _check_name("proxy", proxy)
+        if not select or not proxies or end < start or not dimensions or dimensions[0] != "apiproxy":
+            raise InputError(
+                "grouped stats need apiproxy first, select expressions, proxies and start <= end"
+            )
+        for dim in dimensions:
+            _check_name("dimension", dim)
+        names = ",".join(f"'{p}'" for p in proxies)
+        query = urlencode(
+            {
+                "select": ",".join(select),
+                "timeRange": time_range(start, end),
+                "filter": f"(apiproxy in {names})",
+            },
+            quote_via=quote,
+        )
+        self.limiter.acquire()
+        response = self.client._request(
+            "GET",
+            f"/environments/{_seg(environment)}/stats/{','.join(dimensions)}?{query}",
+            f"stats of {len(proxies)} proxies in {environment}",
+        )
+        doc = json_or_empty(response)
+        if not isinstance(doc, Mapping):
+            raise PermanentError(f"stats in {environment}: expected a JSON object")
+        return doc
+
     def proxy_labels(self, proxy: str) -> Mapping[str, str] | None:
         """``GET .../apis/{proxy}``: its labels (registration writes its owner id there), None when
         the organization has no such proxy."""

@@ -135,3 +135,29 @@ def _outcome_data(outcome: Outcome) -> dict[str, Any]:
         "correlation_id": outcome.correlation_id,
         "product": outcome.product,
     }
+
+
+ROLLOUTS = "gatehouse-rollouts"
+
+
+class FirestoreRolloutStore:
+    """The ``gatehouse.rollouts.ports.RolloutStore``: one document per key in ``gatehouse-rollouts``
+    (``fleet``, ``rollout|<id>``, ``config|<id>``). Writers hold the rollout lease, so plain sets
+    suffice; a whole-document set is atomic, so a crash leaves either the old or the new record."""
+
+    def __init__(self, project: str | None, database: str = "(default)", *, prefix: str = "") -> None:
+        self.db = firestore.Client(project=project, database=database)
+        self.docs = self.db.collection(prefix + ROLLOUTS)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            snapshot = self.docs.document(_doc_id(key)).get()
+        except Exception as exc:
+            raise_mapped(exc, f"read {key}")
+        return (snapshot.to_dict() or {}) if snapshot.exists else None
+
+    def put(self, key: str, doc: Any) -> None:
+        try:
+            self.docs.document(_doc_id(key)).set(dict(doc))
+        except Exception as exc:
+            raise_mapped(exc, f"write {key}")

@@ -25,8 +25,12 @@ def main() -> int:
         event(_log, "invalid settings", level=40, error=str(exc))
         return 2
     configure(project=settings.firestore_project)
-    apply = os.environ.get("GATEHOUSE_RECONCILE_MODE", "apply") == "apply"
+    mode = os.environ.get("GATEHOUSE_RECONCILE_MODE", "apply")
+    apply = mode == "apply"
     from gatehouse import runtime
+
+    if mode.startswith("rollout-"):
+        return _rollout(settings, mode.removeprefix("rollout-"))
 
     with bound(
         correlation_id=new_correlation_id(),
@@ -87,6 +91,37 @@ def publish_inventory(settings: Settings) -> bool:
         calls=dict(found.calls),
     )
     return True
+
+
+def _rollout(settings: object, action: str) -> int:
+    """``{"command": "rollout", "action": ...}``: tick (start a rollout when the configuration
+    changed, then move the active one on), advance, resume or abort."""
+    from gatehouse import runtime
+
+    with bound(correlation_id=new_correlation_id(), component="rollout", action=action):
+        try:
+            if action in ("tick", "advance"):
+                result = runtime.rollout_tick(settings, accept_inconclusive=action == "advance")  # type: ignore[arg-type]
+            elif action in ("resume", "abort"):
+                engine = runtime.rollout_engine(settings)  # type: ignore[arg-type]
+                result = engine.resume() if action == "resume" else engine.abort()
+            else:
+                event(_log, "unknown rollout action", level=40, action=action)
+                return 2
+        except InputError as exc:
+            event(_log, "rollout refused", level=40, error=str(exc))
+            return 2
+        except TransientError as exc:
+            event(_log, "rollout interrupted; the next tick goes on", level=40, error=str(exc))
+            return 1
+        event(
+            _log,
+            "rollout step finished",
+            state=result.state if result is not None else None,
+            rollout=result.id if result is not None else None,
+            wave=result.wave + 1 if result is not None else None,
+        )
+        return 0
 
 
 if __name__ == "__main__":

@@ -53,6 +53,12 @@ def main() -> int:
             )
             return 2
     with bound(component="rotate-credentials", execution=os.environ.get("CLOUD_RUN_EXECUTION")):
+        # a freeze holds the scheduled run; a forced rotation (a leak) or one secret still goes
+        if not plan and secret is None and force_before is None:
+            frozen = runtime.frozen(settings)
+            if frozen is not None:
+                event(_log, "rotation held by a freeze", until=frozen.until, reason=frozen.reason)
+                return 0
         report = run(
             ports,
             rotation,

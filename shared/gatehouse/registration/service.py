@@ -140,6 +140,7 @@ class Registrar:
         sleep: Callable[[float], None] = time.sleep,
         lease_patience: float = 30.0,
         specs: SpecSource | None = None,
+        config_for: Callable[[str], tuple[ProfileSet, str]] | None = None,
     ) -> None:
         if not settings.proxy_service_account:
             raise InputError(
@@ -153,6 +154,9 @@ class Registrar:
         self.sleep = sleep
         self.lease_patience = lease_patience
         self.specs = specs
+        # proxy name -> (profiles, owner id) it renders with: while a fleet change waits for or
+        # runs as a rollout, a proxy the rollout has not reached keeps the running configuration
+        self.config_for = config_for
         self.executor = Executor(
             apigee,
             cloudrun,
@@ -225,8 +229,13 @@ class Registrar:
             if spec.openapi
             else (None, None)
         )
-        profile = self.profiles.get(spec.profile)
-        bundle = bundles.render(spec, profile, owner_id=self.settings.owner_id, openapi=document)
+        profiles, owner_id = self.profiles, self.settings.owner_id
+        if self.config_for is not None:
+            profiles, owner_id = self.config_for(spec.proxy_name)
+            if spec.profile not in profiles.names:
+                profiles = self.profiles  # a profile new in this configuration: nothing to keep
+        profile = profiles.get(spec.profile)
+        bundle = bundles.render(spec, profile, owner_id=owner_id, openapi=document)
         labels: tuple[tuple[str, str], ...] = ()
         if document is not None:
             identity = document.identity if isinstance(document, OpenApiSpec) else document

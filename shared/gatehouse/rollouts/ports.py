@@ -1,0 +1,51 @@
+"""What the rollout engine needs from the outside world. Pure module."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from gatehouse.rollouts.fleet import FleetConfig
+from gatehouse.rollouts.waves import Member
+
+
+class RolloutStore(Protocol):
+    """Documents by key: ``fleet`` (running configuration, active rollout, freeze), ``rollout/<id>``,
+    ``config/<id>`` (every configuration a rollout may fall back to is kept)."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+    def put(self, key: str, doc: Mapping[str, Any]) -> None: ...
+
+
+class Deployer(Protocol):
+    def deploy(self, member: Member, config: FleetConfig) -> int | None:
+        """Render ``member``'s service with ``config`` and deploy it (watched to READY); returns
+        the deployed revision. Idempotent: what is already deployed is not deployed again."""
+        ...
+
+    def current(self, proxy: str) -> tuple[dict[str, int], dict[str, str]]:
+        """The proxy's deployed revision per environment and its labels."""
+        ...
+
+    def restore(self, proxy: str, previous: Mapping[str, int], labels: Mapping[str, str]) -> None:
+        """Put the proxy back on ``previous`` (0: not deployed there) and its labels."""
+        ...
+
+
+class GroupedStats(Protocol):
+    def stats_grouped(
+        self,
+        environment: str,
+        *,
+        dimensions: Sequence[str],
+        select: Sequence[str],
+        start: int,
+        end: int,
+        proxies: Sequence[str],
+    ) -> Mapping[str, Any]: ...
+
+
+class Tickets(Protocol):
+    def open_once(self, label: str, title: str, body: str) -> str:
+        """Open a ticket unless one labelled ``label`` exists; returns its URL."""
+        ...
