@@ -73,6 +73,7 @@ def _fleet(n: int) -> Any:
         regions=["europe-west1"],
         apigee_environments=["prod"],
         deploy_poll_seconds=0.01,
+        owner_id="gatehouse",  # as bundle_settings("gatehouse") below
     )
     return (
         FakeApigee(),

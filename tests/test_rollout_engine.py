@@ -99,11 +99,14 @@ class World:
         }
         self.cloudrun = FakeCloudRun({r.key: d for r, d in self.services.items()})
         self.coordinator = FakeCoordinator()
+        # every field the fleet's bundles depend on is set here: a stack test earlier in the session
+        # leaves the local stack's GATEHOUSE_* settings (another owner id) in the environment
         self.settings = Settings(
             proxy_service_account=SA,
             projects=["proj-one"],
             regions=["europe-west1"],
             apigee_environments=["prod"],
+            owner_id="gatehouse",
         )
         self.store = Store()
         self.clock = [10_000.0]
