@@ -169,9 +169,21 @@ def test_patch_honours_the_update_mask_and_keeps_the_state(client: scheduler_v1.
     assert updated.description == "gatehouse: advance a fleet-wide rollout"
     assert updated.state == scheduler_v1.Job.State.PAUSED  # an update keeps a paused job paused
 
-    retarget = scheduler_v1.Job(name=TICK, http_target=scheduler_v1.HttpTarget(uri="https://example.com/run"))
+    retarget = scheduler_v1.Job(
+        name=TICK,
+        http_target=scheduler_v1.HttpTarget(
+            uri="https://example.com/run",
+            http_method=scheduler_v1.HttpMethod.PUT,  # sent as a number ($alt=json;enum-encoding=int)
+            oauth_token=scheduler_v1.OAuthToken(service_account_email="s@p.iam.gserviceaccount.com"),
+        ),
+    )
     updated = client.update_job(job=retarget, update_mask=field_mask_pb2.FieldMask(paths=["http_target"]))
     assert updated.http_target.uri == "https://example.com/run"
+    assert updated.http_target.http_method == scheduler_v1.HttpMethod.PUT
+    assert (
+        client.get_job(name=TICK).http_target.oauth_token.service_account_email
+        == "s@p.iam.gserviceaccount.com"
+    )
     assert not updated.pubsub_target.topic_name  # the target is a oneof
 
     with pytest.raises(exceptions.BadRequest) as caught:

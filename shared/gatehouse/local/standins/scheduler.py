@@ -120,10 +120,28 @@ class Scheduler(StandIn):
         body = call.json()
         if not isinstance(body, dict):
             raise ApiError(400, f"Invalid JSON payload received. Expected an object for {schema}.")
-        problems = self.api.check_fields(schema, body)
+        named: dict[str, Any] = self._enum_names({"$ref": schema}, body)
+        problems = self.api.check_fields(schema, named)
         if problems:
             raise ApiError(400, f"Invalid JSON payload received. {problems[0]}", "INVALID_ARGUMENT")
-        return body
+        return named
+
+    def _enum_names(self, spec: dict[str, Any], value: Any) -> Any:
+        """Enum values as their names: the GAPIC REST transports send ``$alt=json;enum-encoding=int``
+        and so write enums as numbers (a discovery document lists an enum's values in the order of
+        their numbers); stored and answered as names, which every client reads."""
+        if "$ref" in spec:
+            spec = self.api.schema(spec["$ref"])
+        if "enum" in spec and isinstance(value, int) and not isinstance(value, bool):
+            if not 0 <= value < len(spec["enum"]):
+                raise ApiError(400, f"Invalid enum value {value}.", "INVALID_ARGUMENT")
+            return spec["enum"][value]
+        if isinstance(value, dict) and spec.get("type") == "object":
+            props = spec.get("properties") or {}
+            return {k: self._enum_names(props[k], v) if k in props else v for k, v in value.items()}
+        if isinstance(value, list) and "items" in spec:
+            return [self._enum_names(spec["items"], v) for v in value]
+        return value
 
     @staticmethod
     def _check(job: dict[str, Any], project: str) -> None:
