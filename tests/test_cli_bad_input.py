@@ -164,6 +164,24 @@ STATIC_CASES = [
         ]
     ),
     Case("settings", ("rollout", "advance"), (), says=("GATEHOUSE_APIGEE_ORG",)),
+    # a freeze must be able to name the Scheduler jobs it pauses, and reach them
+    Case(
+        "settings",
+        ("freeze",),
+        ("--until", "2999-01-01T00:00:00Z", "--reason", "release"),
+        {
+            **{k: v for k, v in SETTINGS.items() if k != "GATEHOUSE_REGIONS"},
+            "GATEHOUSE_ANONYMOUS_CREDENTIALS": "true",
+        },
+        says=("GATEHOUSE_SCHEDULER_LOCATION",),
+    ),
+    Case(
+        "settings",
+        ("freeze",),
+        ("--until", "2999-01-01T00:00:00Z", "--reason", "release"),
+        {**SETTINGS, "GATEHOUSE_ANONYMOUS_CREDENTIALS": "true"},
+        says=("GATEHOUSE_SCHEDULER_ENDPOINT",),
+    ),
     # no settings at all, or invalid ones
     Case("settings", ("status",), ()),
     Case("settings", ("reconcile",), ("--all", "--plan"), says=("GATEHOUSE_APIGEE_ORG",)),
@@ -207,6 +225,7 @@ STATIC_CASES = [
             (("inventory",), ()),
             (("history",), ("orders",)),
             (("rollout", "status"), ()),
+            (("freeze",), ("--until", "2999-01-01T00:00:00Z", "--reason", "release")),
             (("unfreeze",), ()),
         ]
     ),

@@ -706,6 +706,35 @@ def test_readme_table_matches_the_iam_map(marker: str, map_name: str) -> None:
     assert all(reason for *_, reason in _grants(map_name))
 
 
+def test_readme_operator_table_matches_the_operator_roles() -> None:
+    rows = _table("operator-table")
+    assert all(len(r) == 4 and all(r) for r in rows), "each row: who | role | scope | reason"
+    in_map = {(g["role"], g["scope"]) for g in config().locals["operator_roles"]}
+    assert {(r[1], r[2]) for r in rows} == in_map and len(rows) == len(in_map)
+    assert {r[0] for r in rows} == {"freeze_operators"}
+    custom = config().locals["custom_roles"]
+    for role, scope in in_map:
+        if role.startswith("custom:"):
+            assert custom[role.removeprefix("custom:")]["scope"] == scope
+    assert "var.freeze_operators" in config().code()
+
+
+def test_freeze_pauses_the_jobs_terraform_schedules() -> None:
+    cfg = config()
+    jobs = [str(j) for j in cfg.locals["freeze_scheduler_jobs"]]
+    assert jobs == ["${var.name_prefix}-rotate-credentials", "${var.name_prefix}-rollout-tick"]
+    assert "rotate-credentials" in cfg.locals["schedules"]
+    assert str(cfg.resource("google_cloud_scheduler_job", "rollout_tick")["name"]).endswith("-rollout-tick")
+    env = cfg.locals["common_env"]
+    assert "local.freeze_scheduler_jobs" in str(env["GATEHOUSE_SCHEDULER_FREEZE_JOBS"])
+    assert _var(env["GATEHOUSE_SCHEDULER_LOCATION"]) == "region"
+    # the settings' defaults are Terraform's names with the default prefix
+    from gatehouse.config import Settings
+
+    assert cfg.default("name_prefix") == "gatehouse"
+    assert Settings().scheduler_freeze_jobs == [j.replace("${var.name_prefix}", "gatehouse") for j in jobs]
+
+
 def test_readme_custom_role_table_matches_the_custom_roles() -> None:
     custom = config().locals["custom_roles"]
     rows = {r[0]: r for r in _table("custom-role-table")}

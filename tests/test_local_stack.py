@@ -25,6 +25,7 @@ REQUIRED = {
     "orgpolicy",
     "github",
     "logging",
+    "scheduler",
     "project",
     "region",
     "organization",
@@ -52,6 +53,7 @@ def test_a_second_stack_runs_beside_the_first_and_stops_alone(stack: dict[str, A
             second["secretmanager"],
             second["github"],
             second["logging"],
+            second["scheduler"],
         ):
             assert requests.get(f"{url}/_standin/health", timeout=5).ok
         env = subprocess.run(

@@ -117,6 +117,14 @@ locals {
     ]
   }
 
+  # People (or CI identities) who run `gatehouse freeze` / `unfreeze` (var.freeze_operators): the
+  # CLI runs with their own credentials, not as a gatehouse service account. Same shape, its own
+  # table in the README.
+  operator_roles = [
+    { role = "custom:schedulerFreezer", scope = "project", reason = "read, pause and resume the rotation and rollout-tick Scheduler jobs (cloudscheduler.jobs.enable is resume)" },
+    { role = "roles/datastore.user", scope = "project", reason = "record the freeze, and the jobs it paused, in Firestore" },
+  ]
+
   # Custom roles: the exact permissions, where every predefined role is wider.
   custom_roles = {
     # roles/run.admin would also let gatehouse deploy, change and delete services.
@@ -152,6 +160,13 @@ locals {
         "secretmanager.versions.add", "secretmanager.versions.access", "secretmanager.versions.get", "secretmanager.versions.list",
         "secretmanager.versions.enable", "secretmanager.versions.disable", "secretmanager.versions.destroy",
       ]
+    }
+    # roles/cloudscheduler.admin would also create, change, delete and run jobs (and so publish to
+    # any topic of the project); Cloud Scheduler grants only on projects, never on one job.
+    schedulerFreezer = {
+      scope       = "project"
+      title       = "gatehouse freeze (Cloud Scheduler)"
+      permissions = ["cloudscheduler.jobs.get", "cloudscheduler.jobs.pause", "cloudscheduler.jobs.enable"]
     }
     # roles/run.viewer would add IAM policies, revisions, executions and more.
     consumerReader = {
@@ -279,6 +294,15 @@ resource "google_project_iam_member" "grants" {
   project = each.value.project
   role    = each.value.custom != "" ? google_project_iam_custom_role.this["${each.value.custom}|${each.value.project}"].name : each.value.role
   member  = local.principals[each.value.principal]
+}
+
+# The freeze operators' grants: every role of local.operator_roles for every member.
+resource "google_project_iam_member" "freeze_operators" {
+  for_each = { for pair in setproduct(var.freeze_operators, local.operator_roles) : "${pair[0]}|${pair[1].role}" => pair }
+
+  project = var.project_id
+  role    = startswith(each.value[1].role, "custom:") ? google_project_iam_custom_role.this["${trimprefix(each.value[1].role, "custom:")}|${var.project_id}"].name : each.value[1].role
+  member  = each.value[0]
 }
 
 resource "google_pubsub_topic_iam_member" "grants" {

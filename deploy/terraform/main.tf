@@ -55,6 +55,9 @@ locals {
     GATEHOUSE_PROJECT_NUMBERS       = join(",", [for p, d in data.google_project.named : "${p}=${d.number}"])
     GATEHOUSE_ROTATION_PROJECTS     = join(",", local.rotation_projects)
     GATEHOUSE_ROTATION_PERIOD       = var.rotation_period
+    # what `gatehouse freeze` pauses (scheduler.tf); the same values an operator's CLI needs
+    GATEHOUSE_SCHEDULER_LOCATION    = var.region
+    GATEHOUSE_SCHEDULER_FREEZE_JOBS = join(",", local.freeze_scheduler_jobs)
   }
 }
 

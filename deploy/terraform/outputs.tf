@@ -77,3 +77,8 @@ output "alerts_notification_channel" {
   description = "Pub/Sub notification channel that feeds the tickets job; add it to other alert policies to ticket them too."
   value       = google_monitoring_notification_channel.alerts.id
 }
+
+output "freeze_scheduler_jobs" {
+  description = "The Scheduler jobs `gatehouse freeze` pauses (GATEHOUSE_SCHEDULER_FREEZE_JOBS for an operator's CLI, with GATEHOUSE_SCHEDULER_LOCATION = region)."
+  value       = [for id in local.freeze_scheduler_jobs : "projects/${var.project_id}/locations/${var.region}/jobs/${id}"]
+}

@@ -10,6 +10,11 @@
 # who read "2:30" in their own zone.
 
 locals {
+  # The jobs `gatehouse freeze` pauses and `gatehouse unfreeze` resumes (GATEHOUSE_SCHEDULER_FREEZE_JOBS):
+  # the rotation run and the rollout tick. Names, not references: the Cloud Run jobs' env carries
+  # this list, and the Scheduler jobs refer to the Cloud Run jobs.
+  freeze_scheduler_jobs = ["${var.name_prefix}-rotate-credentials", "${var.name_prefix}-rollout-tick"]
+
   schedules = {
     "reconcile" = {
       schedule    = var.reconcile_schedule

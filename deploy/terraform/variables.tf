@@ -430,3 +430,9 @@ variable "inventory_access_log_bucket" {
   type        = string
   default     = ""
 }
+
+variable "freeze_operators" {
+  description = "IAM members (user:, group:, serviceAccount:) who run `gatehouse freeze` and `gatehouse unfreeze`; each gets local.operator_roles in the gatehouse project (read, pause and resume the Scheduler jobs; write the freeze record)."
+  type        = list(string)
+  default     = []
+}

@@ -373,14 +373,13 @@ def status(service: str | None, as_json: bool) -> None:
     outcomes = runtime.coordinator(settings).outcomes(key)
     if exact:
         outcomes = [o for o in outcomes if o.key == key]
-    frozen = runtime.frozen(settings)
-    if frozen is not None:
-        # on stderr: the table (or JSON lines) on stdout stays what scripts parse
-        from datetime import UTC, datetime
+    import time
 
-        until = datetime.fromtimestamp(frozen.until, UTC).isoformat()
-        reason = "".join(c if c.isprintable() else "?" for c in frozen.reason)[:300]
-        click.echo(f"FROZEN until {until}: {reason} (rollouts and rotation held)", err=True)
+    from gatehouse.cli_views import freeze_lines
+
+    # on stderr: the table (or JSON lines) on stdout stays what scripts parse
+    for line in freeze_lines(runtime.freeze_record(settings), time.time()):
+        click.echo(line, err=True)
     print_outcomes(outcomes, as_json=as_json, selected=key)
 
 
@@ -698,7 +697,7 @@ def rollout_status(as_json: bool) -> None:
     settings = _settings()
     _connect(settings)
     engine = runtime.rollout_engine(settings)
-    print_rollout(engine.current(), engine.freeze(), as_json=as_json)
+    print_rollout(engine.current(), runtime.freeze_record(settings), as_json=as_json)
 
 
 def _rollout_verb(verb: str) -> None:
@@ -740,7 +739,10 @@ def rollout_abort() -> None:
 )
 @click.option("--reason", required=True, metavar="TEXT", help="Why (shown in status and the rollout view).")
 def freeze(until: str, reason: str) -> None:
-    """Hold rollouts and rotation until TIME (an owner's own deploy still goes through)."""
+    """Hold rollouts and rotation until TIME (an owner's own deploy still goes through): record the
+    freeze, then pause the rotation and rollout-tick Scheduler jobs (GATEHOUSE_SCHEDULER_FREEZE_JOBS).
+    The jobs stay paused until `gatehouse unfreeze`, even after TIME. Exit 1 when a job could not be
+    paused (the freeze is recorded all the same)."""
     from datetime import UTC, datetime
 
     from gatehouse import runtime
@@ -755,21 +757,35 @@ def freeze(until: str, reason: str) -> None:
         raise InputError("--until is in the past")
     if not reason.strip() or len(reason) > 500:
         raise InputError("--reason must be 1-500 characters")
+    from gatehouse.cli_views import print_freeze_results
+
     settings = _settings()
     _connect(settings)
-    runtime.freeze(settings, when.timestamp(), reason.strip())
+    results = runtime.freeze(settings, when.timestamp(), reason.strip())
     click.echo(f"frozen until {when.astimezone(UTC).isoformat()}: rollouts and rotation are held")
+    print_freeze_results(results, lifted=False)
+    _exit_on_failed_jobs(results, "paused")
 
 
 @cli.command()
 def unfreeze() -> None:
-    """Lift a freeze."""
+    """Lift a freeze and resume the Scheduler jobs it paused (a job paused by someone else before
+    the freeze stays paused). Exit 1 when a job could not be resumed (run it again)."""
     from gatehouse import runtime
+    from gatehouse.cli_views import print_freeze_results
 
     settings = _settings()
     _connect(settings)
-    runtime.freeze(settings, 0.0, "")
+    results = runtime.freeze(settings, 0.0, "")
     click.echo("unfrozen")
+    print_freeze_results(results, lifted=True)
+    _exit_on_failed_jobs(results, "resumed")
+
+
+def _exit_on_failed_jobs(results: list[Any], verb: str) -> None:
+    failed = [r.job.rsplit("/", 1)[-1] for r in results if r.failed]
+    if failed:
+        _fail(f"not {verb}: {', '.join(failed)} (see above)", EXIT_FAILED)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -476,10 +477,47 @@ def print_history(rows: Sequence[Any], *, resource: str, since: str, console: Co
     _print_table(console, ("time", "trigger", "outcome", "actions"), table)
 
 
-def print_rollout(rollout: Any, frozen: Any, *, as_json: bool) -> None:
-    """``gatehouse rollout status``: the rollout, its waves and every proxy's verdict."""
+def freeze_lines(record: Any, now: float) -> list[str]:
+    """What ``status`` and ``rollout status`` say of the freeze document: the active freeze and the
+    Scheduler jobs it paused; or an ended (or half-lifted) one whose jobs are still paused, which
+    only ``gatehouse unfreeze`` resumes."""
     from datetime import UTC, datetime
 
+    if record is None:
+        return []
+    jobs = ", ".join(_plain(j.rsplit("/", 1)[-1]) for j in record.paused_jobs)
+    if record.active(now):
+        until = datetime.fromtimestamp(record.until, UTC).isoformat()
+        paused = f"; Scheduler jobs paused: {jobs}" if jobs else ""
+        return [
+            f"FROZEN until {until}: {_plain(record.reason)} "
+            f"(by {_plain(record.by) or '?'}; rollouts and rotation held{paused})"
+        ]
+    if not jobs:
+        return []
+    if record.until:
+        ended = datetime.fromtimestamp(record.until, UTC).isoformat()
+        return [
+            f"freeze ended {ended} but the Scheduler jobs it paused are still paused: {jobs}; "
+            "`gatehouse unfreeze` resumes them"
+        ]
+    return [f"unfreeze did not resume the Scheduler jobs {jobs}; run `gatehouse unfreeze` again"]
+
+
+def print_freeze_results(results: list[Any], *, lifted: bool) -> None:
+    """One line per Scheduler job a freeze or an unfreeze touched (or meant to)."""
+    import click
+
+    if not results:
+        click.echo("Scheduler jobs: none to " + ("resume" if lifted else "pause"))
+    for r in results:
+        detail = f" ({_plain(r.detail)})" if r.detail else ""
+        click.echo(f"  {r.outcome:<16} {_plain(r.job)}{detail}")
+
+
+def print_rollout(rollout: Any, frozen: Any, *, as_json: bool) -> None:
+    """``gatehouse rollout status``: the rollout, its waves and every proxy's verdict; ``frozen`` is
+    the freeze document (active or not), or None."""
     import click
 
     if as_json:
@@ -487,15 +525,18 @@ def print_rollout(rollout: Any, frozen: Any, *, as_json: bool) -> None:
             json.dumps(
                 {
                     "rollout": rollout.to_dict() if rollout is not None else None,
-                    "freeze": frozen.to_dict() if frozen is not None else None,
+                    "freeze": (
+                        {**frozen.to_dict(), "active": frozen.active(time.time())}
+                        if frozen is not None
+                        else None
+                    ),
                 },
                 sort_keys=True,
             )
         )
         return
-    if frozen is not None:
-        until = datetime.fromtimestamp(frozen.until, UTC).isoformat()
-        click.echo(f"FROZEN until {until}: {_plain(frozen.reason)} (by {_plain(frozen.by)})")
+    for line in freeze_lines(frozen, time.time()):
+        click.echo(line)
     if rollout is None:
         click.echo("no rollout")
         return

@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     inventory_bucket: str = ""
     # the project whose logs hold gatehouse's entries (default: the first of GATEHOUSE_PROJECTS)
     logging_project: str | None = None
+    # Cloud Scheduler: the jobs `gatehouse freeze` pauses and `gatehouse unfreeze` resumes, as ids
+    # (deploy/terraform/scheduler.tf names them <name_prefix>-<job>) or full names
+    # projects/P/locations/L/jobs/J; ids live in scheduler_project (default: the Firestore project,
+    # where Terraform puts them) and scheduler_location (default: the first of GATEHOUSE_REGIONS)
+    scheduler_endpoint: str | None = None
+    scheduler_project: str | None = None
+    scheduler_location: str | None = None
+    scheduler_freeze_jobs: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["gatehouse-rotate-credentials", "gatehouse-rollout-tick"]
+    )
     # IAM Credentials (ID tokens minted as the proxy service account to read service-path specs)
     iamcredentials_endpoint: str | None = None
     # local stack only: where requests to the services' run.app URLs go (the Cloud Run stand-in
@@ -119,7 +129,7 @@ class Settings(BaseSettings):
     retry_max_wait_seconds: float = Field(default=20.0, gt=0)
     http_timeout_seconds: float = Field(default=30.0, gt=0)
 
-    @field_validator("apigee_environments", "projects", "regions", mode="before")
+    @field_validator("apigee_environments", "projects", "regions", "scheduler_freeze_jobs", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -402,18 +402,69 @@ def rollout_tick(settings: Settings, *, accept_inconclusive: bool = False) -> An
     return engine.tick(accept_inconclusive=accept_inconclusive)
 
 
-def freeze(settings: Settings, until: float, reason: str) -> None:
-    """Record (``until`` > now) or lift (0) a freeze in the rollout store; the rollout tick holds
-    while it lasts. Pausing the Scheduler jobs for rotation and rollout ticks is not wired yet."""
+def freeze_jobs(settings: Settings) -> list[str]:
+    """The full names of the Scheduler jobs a freeze pauses (GATEHOUSE_SCHEDULER_*); InputError when
+    they cannot be named, or when the calls would go to Google without credentials (a local stack
+    started before it had a Scheduler stand-in)."""
+    from gatehouse.rollouts.freeze import job_names
+
+    ids = settings.scheduler_freeze_jobs
+    project = settings.scheduler_project or firestore_project(settings)
+    location = settings.scheduler_location or (settings.regions[0] if settings.regions else None)
+    if any(not i.startswith("projects/") for i in ids) and not (project and location):
+        raise InputError(
+            "a freeze pauses Scheduler jobs: set GATEHOUSE_SCHEDULER_LOCATION (or GATEHOUSE_REGIONS) and "
+            "GATEHOUSE_SCHEDULER_PROJECT (or GATEHOUSE_FIRESTORE_PROJECT), or name the jobs in full in "
+            "GATEHOUSE_SCHEDULER_FREEZE_JOBS"
+        )
+    if settings.anonymous_credentials and not settings.scheduler_endpoint and ids:
+        raise InputError(
+            "GATEHOUSE_SCHEDULER_ENDPOINT is not set but the credentials are anonymous: a local stack "
+            "started by an older gatehouse has no Scheduler stand-in; restart it (`gatehouse local down`, "
+            "then `gatehouse local up`)"
+        )
+    return job_names(ids, project or "", location or "")
+
+
+def scheduler_jobs(settings: Settings) -> Any:
+    """The ``SchedulerJobs`` port on google-cloud-scheduler (imported here, by freeze only)."""
+    from gatehouse.adapters.scheduler import CloudSchedulerJobs
+
+    return CloudSchedulerJobs(
+        endpoint=settings.scheduler_endpoint,
+        anonymous=settings.anonymous_credentials,
+        retry_attempts=settings.retry_attempts,
+        retry_max_wait=settings.retry_max_wait_seconds,
+        timeout=settings.http_timeout_seconds,
+    )
+
+
+def freeze(settings: Settings, until: float, reason: str) -> list[Any]:
+    """Record (``until`` > now) a freeze in the rollout store and pause the Scheduler jobs it holds,
+    or lift it (0) and resume the jobs it paused; the rollout tick and the scheduled rotation run
+    hold while it lasts. Returns one ``JobResult`` per job."""
     import getpass
 
     from gatehouse.adapters.firestore import FirestoreRolloutStore
-    from gatehouse.rollouts.model import Freeze
+    from gatehouse.rollouts import freeze as freezing
 
+    names = freeze_jobs(settings) if until else []
     store = FirestoreRolloutStore(firestore_project(settings), settings.firestore_database)
-    fleet = store.get("fleet") or {}
-    fleet["freeze"] = Freeze(until, reason, getpass.getuser()).to_dict() if until else None
-    store.put("fleet", fleet)
+    jobs = scheduler_jobs(settings)
+    try:
+        if not until:
+            return freezing.unfreeze(store, jobs)
+        return freezing.freeze(store, jobs, names, until=until, reason=reason, by=getpass.getuser())
+    finally:
+        jobs.close()
+
+
+def freeze_record(settings: Settings) -> Any:
+    """The freeze document, active or ended (an ended one may still hold paused jobs), or None."""
+    from gatehouse.adapters.firestore import FirestoreRolloutStore
+    from gatehouse.rollouts.freeze import record
+
+    return record(FirestoreRolloutStore(firestore_project(settings), settings.firestore_database))
 
 
 def frozen(settings: Settings) -> Any:

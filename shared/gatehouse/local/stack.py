@@ -5,8 +5,10 @@ Manager's SECRET_ROTATE notifications) -> ``on_command``; Cloud Monitoring -> al
 subscription drained by the ``latency-tickets`` job; Cloud Scheduler -> Cloud Run jobs. Here: the
 real Pub/Sub and Firestore emulators; gcp-storage-emulator (PyPI) for Cloud Storage; stand-ins for
 the Cloud Run Admin API (which also publishes the sink's audit entries and runs jobs as local
-processes), Apigee, IAM, Secret Manager, Org Policy, GitHub Issues and Cloud Logging (entries.list
-over the stack's own log lines); both functions under functions-framework behind push subscriptions.
+processes), Apigee, IAM, Secret Manager, Org Policy, GitHub Issues, Cloud Logging (entries.list
+over the stack's own log lines) and Cloud Scheduler (the jobs Terraform defines, which
+``gatehouse freeze`` pauses; the stand-in does not dispatch them); both functions under
+functions-framework behind push subscriptions.
 Everything binds to 127.0.0.1 on free ports, so stacks with different state directories coexist.
 """
 
@@ -20,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,7 +74,18 @@ TOPICS = {
     "alerts": "gatehouse-alerts",
     "dead_letter": "gatehouse-dead-letter",
 }
-STANDINS = ("apigee", "cloudrun", "iam", "secretmanager", "orgpolicy", "github", "logging")
+STANDINS = ("apigee", "cloudrun", "iam", "secretmanager", "orgpolicy", "github", "logging", "scheduler")
+# stand-ins added after stacks were in use: a state file written before them still loads
+LATER_STANDINS = ("logging", "scheduler")
+# The Cloud Scheduler jobs deploy/terraform/scheduler.tf creates (ids with the default name_prefix),
+# with its default schedules: Cloud Run jobs started through jobs.run, and the rollout tick, a
+# command on the commands topic.
+SCHEDULER_JOBS = {
+    "gatehouse-reconcile": ("30 2 * * *", "reconcile"),
+    "gatehouse-rotate-credentials": ("0 6 * * *", "rotate-credentials"),
+    "gatehouse-latency-tickets": ("*/5 * * * *", "latency-tickets"),
+    "gatehouse-rollout-tick": ("*/5 * * * *", None),
+}
 STATE_FILE = "stack.json"
 # what functions-framework loads: the package's own module, so an installed wheel runs the stack too
 FUNCTIONS_SOURCE = Path(__file__).resolve().parents[1] / "entrypoints" / "functions.py"
@@ -91,7 +105,7 @@ _REQUIRED = (
     "tracker_token_secret",
     "pubsub_emulator",
     "firestore_emulator",
-    *(name for name in STANDINS if name != "logging"),  # an older stack has no Logging stand-in
+    *(name for name in STANDINS if name not in LATER_STANDINS),
     "subscriptions",
 )
 START_HINT = "`gatehouse local up --state-dir {dir}` (or `make demo`)"
@@ -198,6 +212,11 @@ def settings_env(state: dict[str, Any]) -> dict[str, str]:
         "GATEHOUSE_SERVICE_ENDPOINT": state["cloudrun"],
         "GATEHOUSE_ORGPOLICY_ENDPOINT": state["orgpolicy"],
         **({"GATEHOUSE_LOGGING_ENDPOINT": state["logging"]} if state.get("logging") else {}),
+        # the Scheduler jobs live beside the functions, as Terraform puts them (an older stack has no
+        # Scheduler stand-in: without its endpoint `gatehouse freeze` says so and changes nothing)
+        **({"GATEHOUSE_SCHEDULER_ENDPOINT": state["scheduler"]} if state.get("scheduler") else {}),
+        "GATEHOUSE_SCHEDULER_PROJECT": state["project"],
+        "GATEHOUSE_SCHEDULER_LOCATION": state["region"],
         "GATEHOUSE_PROJECTS": state["project"],
         "GATEHOUSE_REGIONS": state["region"],
         "GATEHOUSE_PROJECT_NUMBERS": f"{state['project']}={state['project_number']}",
@@ -348,7 +367,8 @@ def up(
             ]
             starters[target] = _starter(target, argv, ports[target], logs, runtime_env, ready="/")
         log(
-            "starting the stand-ins (Apigee, Cloud Run, IAM, Secret Manager, Org Policy, GitHub, Logging), "
+            "starting the stand-ins (Apigee, Cloud Run, IAM, Secret Manager, Org Policy, GitHub, Logging, "
+            "Scheduler), "
             "functions"
         )
         _start_all(started, starters)
@@ -478,7 +498,8 @@ def _create_subscriptions(host: str, topics: dict[str, str], functions: dict[str
 
 
 def _seed(state: dict[str, Any]) -> None:
-    """What an operator sets up once: the tracker token in Secret Manager, the service accounts."""
+    """What an operator (and Terraform) sets up once: the tracker token in Secret Manager, the
+    service accounts, the Scheduler jobs."""
     from google.api_core import exceptions as gexc
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
@@ -514,6 +535,47 @@ def _seed(state: dict[str, Any]) -> None:
         )
         if response.status_code != 409:  # 409: the account exists already
             response.raise_for_status()
+    _seed_scheduler(state)
+
+
+def _seed_scheduler(state: dict[str, Any]) -> None:
+    """The jobs of deploy/terraform/scheduler.tf, created ENABLED through the official client; a job
+    that exists keeps its state (a stack restarted during a freeze stays frozen)."""
+    from google.api_core import exceptions as gexc
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import scheduler_v1
+
+    client = scheduler_v1.CloudSchedulerClient(
+        credentials=AnonymousCredentials(),
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=state["scheduler"]),
+    )
+    parent = f"projects/{PROJECT}/locations/{REGION}"
+    scheduler_account = f"gatehouse-scheduler@{PROJECT}.iam.gserviceaccount.com"
+    try:
+        for job_id, (schedule, run_job) in SCHEDULER_JOBS.items():
+            job = scheduler_v1.Job(
+                name=f"{parent}/jobs/{job_id}",
+                schedule=schedule,
+                time_zone="Etc/UTC",
+                attempt_deadline=timedelta(seconds=60),
+            )
+            if run_job is None:
+                job.pubsub_target = scheduler_v1.PubsubTarget(
+                    topic_name=state["topics"]["commands"],
+                    data=json.dumps({"command": "rollout", "action": "tick"}).encode(),
+                )
+            else:
+                job.http_target = scheduler_v1.HttpTarget(
+                    uri=f"https://run.googleapis.com/v2/{state['jobs'][run_job]}:run",
+                    http_method=scheduler_v1.HttpMethod.POST,
+                    oauth_token=scheduler_v1.OAuthToken(service_account_email=scheduler_account),
+                )
+            with contextlib.suppress(gexc.Conflict):  # seeded before: keep it as it is
+                client.create_job(parent=parent, job=job)
+    finally:
+        client.transport.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,3 +49,21 @@ class Tickets(Protocol):
     def open_once(self, label: str, title: str, body: str) -> str:
         """Open a ticket unless one labelled ``label`` exists; returns its URL."""
         ...
+
+
+class SchedulerJobs(Protocol):
+    """Cloud Scheduler jobs by full name (``projects/P/locations/L/jobs/J``); states as the API
+    names them: ENABLED, PAUSED, DISABLED, UPDATE_FAILED."""
+
+    def state(self, name: str) -> str | None:
+        """The job's state; None when there is no such job."""
+        ...
+
+    def pause(self, name: str) -> str:
+        """Pause an ENABLED job; returns its new state. ``PermanentError`` (status 404: no such job,
+        400: not ENABLED) or ``TransientError``."""
+        ...
+
+    def resume(self, name: str) -> str:
+        """Resume a PAUSED job; returns its new state. Errors as :meth:`pause`."""
+        ...
