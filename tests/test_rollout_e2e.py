@@ -334,7 +334,7 @@ def test_abort_then_a_healthy_change_goes_through_every_wave(
     healthy = _apikey_profile_with("rate: 100ps", "rate: 120ps")
     Path(state["profiles_file"]).write_text(healthy)
     record = _tick_until(
-        state, lambda r: r.get("state") in ("completed", "halted", "paused"), timeout=360, what="completed"
+        state, lambda r: r.get("state") in ("completed", "halted", "paused"), timeout=480, what="completed"
     )
     assert record["state"] == "completed", record.get("reason")
     assert record["waves"] == ["1", "100%"]

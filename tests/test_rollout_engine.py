@@ -424,3 +424,36 @@ def test_a_short_bake_waits_until_the_window_after_the_deploy_holds_a_whole_minu
     assert rollout.wave == 1 and rollout.in_wave(0)[0].state == "passed"
     after = [w for w in world.stats.windows if w[0] >= 10_000]
     assert after == [(10_020, 10_080, 10_080.0)]
+
+
+def test_a_wave_bigger_than_the_deploy_bound_goes_out_over_several_ticks_and_is_judged_once() -> None:
+    world = World()
+    target = FleetConfig(RENAMED, settings=bundle_settings("gatehouse"))
+    world.start(target)  # waves of 1, 1, 4 and 6 proxies, all in "prod"
+    engine = RolloutEngine(
+        world.store,
+        world.coordinator,
+        RegistrarDeployer(world.apigee, world.registrar, SA),
+        world.stats,
+        TrackerTickets(world.tracker),
+        settings=RolloutSettings(
+            waves=parse_waves("1,10%,50%,100%"),
+            bake_seconds=600,
+            analytics_delay_seconds=600,
+            max_deploys_per_tick=4,
+        ),
+        clock=lambda: world.clock[0],
+    )
+    per_tick: list[int] = []
+    rollout = None
+    for _ in range(40):
+        before = world.apigee.calls["deploy"]
+        rollout = engine.tick()
+        per_tick.append(world.apigee.calls["deploy"] - before)
+        world.clock[0] += 301
+        if rollout is None or rollout.state != "running":
+            break
+    assert rollout is not None and rollout.state == "completed"
+    assert max(per_tick) == 4 and sum(per_tick) == N
+    assert [n for n in per_tick if n] == [1, 1, 4, 4, 2]  # the last wave of six over two ticks
+    assert all(p.deploys == 1 and p.state == "passed" for p in rollout.proxies.values())

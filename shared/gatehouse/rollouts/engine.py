@@ -26,7 +26,7 @@ from gatehouse.rollouts import gate
 from gatehouse.rollouts.fleet import FleetConfig, difference
 from gatehouse.rollouts.model import ACTIVE, Freeze, ProxyState, Rollout
 from gatehouse.rollouts.ports import Deployer, GroupedStats, RolloutStore, Tickets
-from gatehouse.rollouts.waves import Member, Step, parse_waves, plan_waves
+from gatehouse.rollouts.waves import DEFAULT_MAX_DEPLOYS, Member, Step, parse_waves, plan_waves, take_deploys
 
 LEASE_KEY = "gatehouse-rollout"
 
@@ -39,6 +39,7 @@ class RolloutSettings:
     thresholds: gate.Thresholds = field(default_factory=gate.Thresholds)
     max_inconclusive: str = "25%"
     lease_seconds: float = 600.0
+    max_deploys_per_tick: int = DEFAULT_MAX_DEPLOYS  # per environment
 
     @property
     def bake(self) -> float:
@@ -173,7 +174,12 @@ class RolloutEngine:
         target = self.config(rollout.target)
         waiting = [p for p in members if p.state in ("pending", "deploying")]
         if waiting:
+            allowed = {
+                m.proxy for m in take_deploys([p.member for p in waiting], self.settings.max_deploys_per_tick)
+            }
             for p in waiting:
+                if p.member.proxy not in allowed:
+                    continue  # over this tick's deploys in one of its environments: the next tick
                 if p.state == "pending":
                     p.previous, p.previous_labels = self.deployer.current(p.member.proxy)
                     p.state = "deploying"
@@ -191,6 +197,8 @@ class RolloutEngine:
                 p.deployed_at = self.clock()
                 p.deploys += 1
                 self._save(rollout)
+            if len(allowed) < len(waiting):
+                return  # the rest of the wave next tick; it is judged once all of it is deployed
             rollout.wave_deployed_at = self.clock()
             rollout.note(rollout.wave_deployed_at, f"wave {rollout.wave + 1} deployed ({len(members)})")
             self._save(rollout)
@@ -528,10 +536,17 @@ def settings_from_env(environ: Mapping[str, str]) -> RolloutSettings:
         gate.allowed_inconclusive(allowed, 100)
     except ValueError:
         raise InputError("GATEHOUSE_ROLLOUT_MAX_INCONCLUSIVE must be a count or a percentage") from None
+    try:
+        max_deploys = int(get("MAX_DEPLOYS_PER_TICK", str(DEFAULT_MAX_DEPLOYS)))
+    except ValueError:
+        raise InputError("GATEHOUSE_ROLLOUT_MAX_DEPLOYS_PER_TICK must be a whole number") from None
+    if max_deploys < 1:
+        raise InputError("GATEHOUSE_ROLLOUT_MAX_DEPLOYS_PER_TICK must be at least 1")
     return RolloutSettings(
         waves=parse_waves(get("WAVES", "1,10%,50%,100%")),
         bake_seconds=_duration("GATEHOUSE_ROLLOUT_BAKE", get("BAKE", "15m")),
         analytics_delay_seconds=_duration("GATEHOUSE_ROLLOUT_ANALYTICS_DELAY", get("ANALYTICS_DELAY", "10m")),
         thresholds=gate.Thresholds(min_requests=min_requests),
         max_inconclusive=allowed,
+        max_deploys_per_tick=max_deploys,
     )
