@@ -270,3 +270,27 @@ def test_the_rollout_view_prints_reasons_without_control_characters(
     assert "FROZEN until 2100-01-01" in out and "halted" in out and "401/403 rate" in out
     print_rollout(rollout, None, as_json=True)
     assert '"state": "halted"' in capsys.readouterr().out
+
+
+def test_a_tick_deploys_at_most_the_per_environment_bound() -> None:
+    from gatehouse.rollouts.waves import take_deploys
+
+    def m(name: str, *envs: str) -> Member:
+        return Member(name, f"projects/p/locations/r/services/{name}", "apikey", envs, "t")
+
+    members = [m("a", "prod"), m("b", "prod", "test"), m("c", "test"), m("d", "prod"), m("e", "test")]
+    assert [x.proxy for x in take_deploys(members, 1)] == ["a", "c"]  # b needs room in both
+    assert [x.proxy for x in take_deploys(members, 2)] == ["a", "b", "c"]
+    assert [x.proxy for x in take_deploys(members, 3)] == ["a", "b", "c", "d", "e"]
+    with pytest.raises(InputError):
+        take_deploys(members, 0)
+
+
+def test_rollout_deploy_bound_from_the_environment() -> None:
+    from gatehouse.rollouts.engine import settings_from_env
+
+    assert settings_from_env({}).max_deploys_per_tick == 100
+    assert settings_from_env({"GATEHOUSE_ROLLOUT_MAX_DEPLOYS_PER_TICK": "5"}).max_deploys_per_tick == 5
+    for bad in ("0", "lots"):
+        with pytest.raises(InputError):
+            settings_from_env({"GATEHOUSE_ROLLOUT_MAX_DEPLOYS_PER_TICK": bad})

@@ -336,3 +336,127 @@ def test_a_transient_deploy_failure_leaves_the_proxy_deploying_for_the_next_tick
     rollout = world.run(engine, ticks=40)
     assert rollout.state == "completed"
     assert all(p.verdict is not None and p.verdict.result == "pass" for p in rollout.proxies.values())
+
+
+def test_the_first_deploy_records_the_running_configuration_so_a_later_file_change_is_a_rollout() -> None:
+    """Services registered (by the functions) before any tick ran, then the profiles file changed:
+    the first tick must see a change to roll out, not take the new file as what the fleet runs
+    (found on the local stack: the tick bootstrapped the running configuration from its own file,
+    started no rollout, and every later sweep would have redeployed the fleet at once)."""
+    from gatehouse.rollouts.engine import resolver
+
+    world = World()
+    world.apigee = FakeApigee()  # a fleet registered through the resolver, as runtime wires it
+    pick = resolver(world.store, world.running)
+    Registrar(
+        world.settings,
+        world.apigee,
+        world.cloudrun,
+        world.coordinator,
+        world.running.profiles(),
+        sleep=lambda s: None,
+        config_for=pick,
+        before_apply=pick.record_running,
+    ).sweep(apply=True)
+    assert world.store.get("fleet") == {"running": world.running.id}
+    assert world.store.get(f"config/{world.running.id}") == world.running.to_dict()
+    writes = world.store.writes
+    pick.record_running()  # once per process: later deploys write nothing
+    assert world.store.writes == writes
+
+    target = FleetConfig(RENAMED, settings=bundle_settings("gatehouse"))
+    engine = world.engine()
+    assert engine.running(target).id == world.running.id  # the tick's own file is not "running"
+    members = changed_members(world.services, world.registrar(world.running), world.registrar(target))
+    rollout = engine.start(target, members)
+    assert rollout is not None and len(rollout.proxies) == N and rollout.source == world.running.id
+
+
+def test_rendering_alone_records_nothing() -> None:
+    from gatehouse.rollouts.engine import resolver
+
+    world = World()
+    writes = world.store.writes
+    pick = resolver(world.store, world.running)
+    Registrar(
+        world.settings,
+        world.apigee,
+        world.cloudrun,
+        world.coordinator,
+        world.running.profiles(),
+        sleep=lambda s: None,
+        config_for=pick,
+        before_apply=pick.record_running,
+    ).sweep(apply=False)  # a plan (maybe with a person's edited file) must not name the running one
+    assert world.store.writes == writes and world.store.get("fleet") is None
+
+
+class WindowStats(Stats):
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__(clock)
+        self.windows: list[tuple[int, int, float]] = []
+
+    def stats_grouped(self, environment: str, **kw: Any) -> Mapping[str, Any]:
+        self.windows.append((kw["start"], kw["end"], self.clock[0]))
+        return super().stats_grouped(environment, **kw)
+
+
+def test_a_short_bake_waits_until_the_window_after_the_deploy_holds_a_whole_minute() -> None:
+    """GATEHOUSE_ROLLOUT_BAKE=0: judging at once would query a window (from the next whole minute)
+    that has not begun, see no requests and call every proxy inconclusive."""
+    world = World()
+    world.stats = WindowStats(world.clock)
+    world.clock[0] = 10_005.0  # deploys land 5 s into a minute (10,020 is the next whole one)
+    target = FleetConfig(RENAMED, settings=bundle_settings("gatehouse"))
+    world.start(target)
+    engine = RolloutEngine(
+        world.store,
+        world.coordinator,
+        RegistrarDeployer(world.apigee, world.registrar, SA),
+        world.stats,
+        TrackerTickets(world.tracker),
+        settings=RolloutSettings(waves=parse_waves("1,100%"), bake_seconds=0, analytics_delay_seconds=0),
+        clock=lambda: world.clock[0],
+    )
+    engine.tick()  # wave 1 deployed at 10,005
+    for now in (10_006.0, 10_020.0, 10_079.0):
+        world.clock[0] = now
+        assert engine.tick().wave == 0 and world.stats.windows == []  # still baking
+    world.clock[0] = 10_080.0
+    rollout = engine.tick()
+    assert rollout.wave == 1 and rollout.in_wave(0)[0].state == "passed"
+    after = [w for w in world.stats.windows if w[0] >= 10_000]
+    assert after == [(10_020, 10_080, 10_080.0)]
+
+
+def test_a_wave_bigger_than_the_deploy_bound_goes_out_over_several_ticks_and_is_judged_once() -> None:
+    world = World()
+    target = FleetConfig(RENAMED, settings=bundle_settings("gatehouse"))
+    world.start(target)  # waves of 1, 1, 4 and 6 proxies, all in "prod"
+    engine = RolloutEngine(
+        world.store,
+        world.coordinator,
+        RegistrarDeployer(world.apigee, world.registrar, SA),
+        world.stats,
+        TrackerTickets(world.tracker),
+        settings=RolloutSettings(
+            waves=parse_waves("1,10%,50%,100%"),
+            bake_seconds=600,
+            analytics_delay_seconds=600,
+            max_deploys_per_tick=4,
+        ),
+        clock=lambda: world.clock[0],
+    )
+    per_tick: list[int] = []
+    rollout = None
+    for _ in range(40):
+        before = world.apigee.calls["deploy"]
+        rollout = engine.tick()
+        per_tick.append(world.apigee.calls["deploy"] - before)
+        world.clock[0] += 301
+        if rollout is None or rollout.state != "running":
+            break
+    assert rollout is not None and rollout.state == "completed"
+    assert max(per_tick) == 4 and sum(per_tick) == N
+    assert [n for n in per_tick if n] == [1, 1, 4, 4, 2]  # the last wave of six over two ticks
+    assert all(p.deploys == 1 and p.state == "passed" for p in rollout.proxies.values())

@@ -80,6 +80,7 @@ def registrar(settings: Settings) -> Registrar:
     from gatehouse.registration.service import Registrar
 
     profiles = load_profiles(settings.profiles_file)
+    pick = fleet_resolver(settings)
     return Registrar(
         settings,
         apigee(settings),
@@ -87,7 +88,8 @@ def registrar(settings: Settings) -> Registrar:
         coordinator(settings),
         profiles,
         specs=spec_reader(settings),
-        config_for=fleet_resolver(settings),
+        config_for=pick,
+        before_apply=pick.record_running,
     )
 
 
@@ -108,7 +110,8 @@ def spec_reader(settings: Settings) -> SpecReader:
 
 def fleet_resolver(settings: Settings) -> Any:
     """``Registrar.config_for``: the configuration each proxy renders with, read from the rollout
-    store once per process call (a fleet change never reaches a proxy by a registration)."""
+    store once per process call (a fleet change never reaches a proxy by a registration); its
+    ``record_running`` records the running configuration on a process's first deploy."""
     from gatehouse.adapters.firestore import FirestoreRolloutStore
     from gatehouse.rollouts.engine import resolver
 

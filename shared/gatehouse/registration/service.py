@@ -141,6 +141,7 @@ class Registrar:
         lease_patience: float = 30.0,
         specs: SpecSource | None = None,
         config_for: Callable[[str], tuple[ProfileSet, str]] | None = None,
+        before_apply: Callable[[], None] | None = None,
     ) -> None:
         if not settings.proxy_service_account:
             raise InputError(
@@ -157,6 +158,9 @@ class Registrar:
         # proxy name -> (profiles, owner id) it renders with: while a fleet change waits for or
         # runs as a rollout, a proxy the rollout has not reached keeps the running configuration
         self.config_for = config_for
+        # called before each Apigee write of a plan (the rollout store records the configuration
+        # the fleet runs on the first one: ``gatehouse.rollouts.engine.Resolver.record_running``)
+        self.before_apply = before_apply
         self.executor = Executor(
             apigee,
             cloudrun,
@@ -620,6 +624,8 @@ class Registrar:
                         )
                         report.products = done
                         return report
+                if self.before_apply is not None and the_plan.writes:
+                    self.before_apply()
                 applied = self.executor.apply(the_plan, want.bundle_zip)
             except TransientError:
                 raise

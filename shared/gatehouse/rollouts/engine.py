@@ -13,6 +13,7 @@ finished by the next one without deploying a proxy twice or leaving one behind:
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from gatehouse.rollouts import gate
 from gatehouse.rollouts.fleet import FleetConfig, difference
 from gatehouse.rollouts.model import ACTIVE, Freeze, ProxyState, Rollout
 from gatehouse.rollouts.ports import Deployer, GroupedStats, RolloutStore, Tickets
-from gatehouse.rollouts.waves import Member, Step, parse_waves, plan_waves
+from gatehouse.rollouts.waves import DEFAULT_MAX_DEPLOYS, Member, Step, parse_waves, plan_waves, take_deploys
 
 LEASE_KEY = "gatehouse-rollout"
 
@@ -38,6 +39,7 @@ class RolloutSettings:
     thresholds: gate.Thresholds = field(default_factory=gate.Thresholds)
     max_inconclusive: str = "25%"
     lease_seconds: float = 600.0
+    max_deploys_per_tick: int = DEFAULT_MAX_DEPLOYS  # per environment
 
     @property
     def bake(self) -> float:
@@ -172,7 +174,12 @@ class RolloutEngine:
         target = self.config(rollout.target)
         waiting = [p for p in members if p.state in ("pending", "deploying")]
         if waiting:
+            allowed = {
+                m.proxy for m in take_deploys([p.member for p in waiting], self.settings.max_deploys_per_tick)
+            }
             for p in waiting:
+                if p.member.proxy not in allowed:
+                    continue  # over this tick's deploys in one of its environments: the next tick
                 if p.state == "pending":
                     p.previous, p.previous_labels = self.deployer.current(p.member.proxy)
                     p.state = "deploying"
@@ -190,6 +197,8 @@ class RolloutEngine:
                 p.deployed_at = self.clock()
                 p.deploys += 1
                 self._save(rollout)
+            if len(allowed) < len(waiting):
+                return  # the rest of the wave next tick; it is judged once all of it is deployed
             rollout.wave_deployed_at = self.clock()
             rollout.note(rollout.wave_deployed_at, f"wave {rollout.wave + 1} deployed ({len(members)})")
             self._save(rollout)
@@ -199,7 +208,7 @@ class RolloutEngine:
             rollout.wave_deployed_at = max((p.deployed_at or self.clock()) for p in members)
             self._save(rollout)
         deployed_at = rollout.wave_deployed_at
-        if self.clock() < deployed_at + self.settings.bake:
+        if self.clock() < self.judge_at(deployed_at):
             return  # baking
         verdicts = self._judge(members, deployed_at)
         judgement = gate.judge_wave(verdicts, self.settings.max_inconclusive)
@@ -232,13 +241,20 @@ class RolloutEngine:
         rollout.wave_deployed_at = None
         self._save(rollout)
 
+    def judge_at(self, deployed_at: float) -> float:
+        """When a wave deployed at ``deployed_at`` is judged: after its bake, and never before its
+        window after the deploy (which starts at the next whole minute: the stats API's time range
+        has minute resolution) holds one whole minute. A bake shorter than that would otherwise
+        query a window that has not begun, find no requests and pause every wave as inconclusive."""
+        return max(deployed_at + self.settings.bake, _after_start(deployed_at) + 60)
+
     def _judge(self, members: list[ProxyState], deployed_at: float) -> dict[str, gate.Verdict]:
         already = {p.member.proxy: p.verdict for p in members if p.verdict is not None}
         first = min((p.deployed_at or deployed_at) for p in members)
         window = self.settings.bake
         # whole minutes: the stats API's time range has minute resolution
         before = (int(first - max(window, 60)) // 60 * 60, int(first) // 60 * 60)
-        after = (int(deployed_at + 59) // 60 * 60, int(self.clock()) // 60 * 60)
+        after = (_after_start(deployed_at), int(self.clock()) // 60 * 60)
         by_env: dict[str, list[str]] = {}
         for p in members:
             for env in p.member.environments:
@@ -385,6 +401,11 @@ class _Held:
         self.engine.coordinator.release(self.lease)
 
 
+def _after_start(deployed_at: float) -> int:
+    """The first whole minute after a deploy: the start of the window after it."""
+    return math.ceil(deployed_at / 60) * 60
+
+
 def _merge(a: gate.Window | None, b: gate.Window) -> gate.Window:
     if a is None:
         return b
@@ -411,41 +432,77 @@ def _inert(text: str) -> str:
     return "".join(f"\\{c}" if c in "\\`*_[]<>#|@!" else c for c in text)[:500]
 
 
+class Resolver:
+    """Proxy name -> (profiles, owner id) to render with (``RolloutEngine.config_for``), for
+    ``Registrar(config_for=...)``. The fleet record is read at most once per ``ttl`` (a sweep of
+    1,000 services costs a few reads, not 2,000), configurations once each.
+
+    Rendering writes nothing; :meth:`record_running` (``Registrar(before_apply=...)``) writes once,
+    before the first Apigee write of a process, when the store names no running configuration yet:
+    the configuration that deploy renders with becomes the one the fleet runs. Without it, the
+    fleet's first tick would take its own configuration as the running one: a profiles file changed
+    before any tick ran would never become a rollout, and the next sweep would redeploy the whole
+    fleet with it at once."""
+
+    def __init__(
+        self,
+        store: RolloutStore,
+        present: FleetConfig,
+        *,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.present, self.ttl, self.clock = store, present, ttl, clock
+        self.cache: dict[str, Any] = {}
+
+    def _fresh(self) -> None:
+        if "at" not in self.cache or self.clock() - self.cache["at"] > self.ttl:
+            fleet = self.store.get("fleet") or {}
+            rid = fleet.get("rollout")
+            doc = self.store.get(f"rollout/{rid}") if rid else None
+            self.cache.update(at=self.clock(), fleet=fleet, rollout=Rollout.from_dict(doc) if doc else None)
+
+    def __call__(self, proxy: str) -> tuple[Any, str]:
+        self._fresh()
+        running_id = self.cache["fleet"].get("running")
+        present = self.present
+        if not running_id:
+            return present.profiles(), present.owner_id
+        chosen = str(running_id)
+        rollout = self.cache["rollout"]
+        if rollout is not None and rollout.state in ACTIVE and rollout.renders_target(proxy):
+            chosen = rollout.target
+        if chosen == present.id:
+            return present.profiles(), present.owner_id
+        key = f"config/{chosen}"
+        if key not in self.cache:
+            stored = self.store.get(key)
+            config = FleetConfig.from_dict(stored) if stored is not None else present
+            self.cache[key] = (config.profiles(), config.owner_id)
+        return self.cache[key]  # type: ignore[no-any-return]
+
+    def record_running(self) -> None:
+        """Before a deploy: make this process's configuration the running one when none is
+        recorded (read again first: another process may have recorded one since)."""
+        if self.cache.get("recorded") or (self.cache.get("fleet") or {}).get("running"):
+            return
+        fleet = self.store.get("fleet") or {}
+        if not fleet.get("running"):
+            self.store.put(f"config/{self.present.id}", self.present.to_dict())
+            fleet = {**fleet, "running": self.present.id}
+            self.store.put("fleet", fleet)
+        self.cache.update(recorded=True, fleet=fleet, at=self.cache.get("at", self.clock()))
+
+
 def resolver(
     store: RolloutStore,
     present: FleetConfig,
     *,
     ttl: float = 30.0,
     clock: Callable[[], float] = time.monotonic,
-) -> Callable[[str], tuple[Any, str]]:
-    """Proxy name -> (profiles, owner id) to render with (``RolloutEngine.config_for``), without
-    writing to the store (the tick bootstraps it). The fleet record is read at most once per
-    ``ttl`` (a sweep of 1,000 services costs a few reads, not 2,000), configurations once each."""
-    cache: dict[str, Any] = {}
-
-    def pick(proxy: str) -> tuple[Any, str]:
-        if "at" not in cache or clock() - cache["at"] > ttl:
-            fleet = store.get("fleet") or {}
-            rid = fleet.get("rollout")
-            doc = store.get(f"rollout/{rid}") if rid else None
-            cache.update(at=clock(), fleet=fleet, rollout=Rollout.from_dict(doc) if doc else None)
-        running_id = cache["fleet"].get("running")
-        if not running_id:
-            return present.profiles(), present.owner_id
-        chosen = str(running_id)
-        rollout = cache["rollout"]
-        if rollout is not None and rollout.state in ACTIVE and rollout.renders_target(proxy):
-            chosen = rollout.target
-        if chosen == present.id:
-            return present.profiles(), present.owner_id
-        key = f"config/{chosen}"
-        if key not in cache:
-            stored = store.get(key)
-            config = FleetConfig.from_dict(stored) if stored is not None else present
-            cache[key] = (config.profiles(), config.owner_id)
-        return cache[key]  # type: ignore[no-any-return]
-
-    return pick
+) -> Resolver:
+    """A :class:`Resolver` (kept as a function: callers build one per process)."""
+    return Resolver(store, present, ttl=ttl, clock=clock)
 
 
 def _duration(name: str, text: str) -> float:
@@ -479,10 +536,17 @@ def settings_from_env(environ: Mapping[str, str]) -> RolloutSettings:
         gate.allowed_inconclusive(allowed, 100)
     except ValueError:
         raise InputError("GATEHOUSE_ROLLOUT_MAX_INCONCLUSIVE must be a count or a percentage") from None
+    try:
+        max_deploys = int(get("MAX_DEPLOYS_PER_TICK", str(DEFAULT_MAX_DEPLOYS)))
+    except ValueError:
+        raise InputError("GATEHOUSE_ROLLOUT_MAX_DEPLOYS_PER_TICK must be a whole number") from None
+    if max_deploys < 1:
+        raise InputError("GATEHOUSE_ROLLOUT_MAX_DEPLOYS_PER_TICK must be at least 1")
     return RolloutSettings(
         waves=parse_waves(get("WAVES", "1,10%,50%,100%")),
         bake_seconds=_duration("GATEHOUSE_ROLLOUT_BAKE", get("BAKE", "15m")),
         analytics_delay_seconds=_duration("GATEHOUSE_ROLLOUT_ANALYTICS_DELAY", get("ANALYTICS_DELAY", "10m")),
         thresholds=gate.Thresholds(min_requests=min_requests),
         max_inconclusive=allowed,
+        max_deploys_per_tick=max_deploys,
     )

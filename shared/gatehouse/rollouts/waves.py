@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from gatehouse.errors import InputError
 
 DEFAULT_WAVES = "1,10%,50%,100%"
+# deploys one tick makes in one environment (``GATEHOUSE_ROLLOUT_MAX_DEPLOYS_PER_TICK``): a wave
+# bigger than that is deployed over several ticks and judged once all of it is deployed
+DEFAULT_MAX_DEPLOYS = 100
 _STEP = re.compile(r"^\s*(\d{1,7})(%?)\s*$")
 
 
@@ -130,3 +133,20 @@ def plan_waves(members: Sequence[Member], steps: Sequence[Step]) -> list[list[Me
     if done < total:
         waves.append(ordered[done:])
     return waves
+
+
+def take_deploys(members: Sequence[Member], per_environment: int) -> list[Member]:
+    """The members (in the given order) one tick deploys: each environment gets at most
+    ``per_environment`` deploys, so a big wave never makes more concurrent deployment changes in
+    an environment, nor more management calls in a minute, than that bound allows; the rest wait
+    for the next tick. A member is taken only when every one of its environments has room."""
+    if per_environment < 1:
+        raise InputError("GATEHOUSE_ROLLOUT_MAX_DEPLOYS_PER_TICK must be at least 1")
+    used: dict[str, int] = {}
+    taken: list[Member] = []
+    for member in members:
+        if all(used.get(env, 0) < per_environment for env in member.environments):
+            taken.append(member)
+            for env in member.environments:
+                used[env] = used.get(env, 0) + 1
+    return taken
