@@ -51,7 +51,7 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "no chromium: tests/test_inventory_browser.py will skip (apt-get install -y chromium)"; fi
 
-# the whole suite, as two pytest runs side by side (tools/pytest_groups.py says why)
+# the whole suite, as three pytest runs side by side (tools/pytest_groups.py says why)
 test: lint $(CHECKOV) browser
 	CHECKOV=$(CHECKOV) $(BIN)/python tools/pytest_groups.py
 
