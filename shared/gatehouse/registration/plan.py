@@ -10,6 +10,7 @@ labelled and deployed instead, and the others are pruned.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -468,7 +469,9 @@ class PathClaim:
     allow_subpaths: tuple[str, ...] = ()  # relative ("/admin"), or "*" for every sub-path
 
 
+@functools.lru_cache(maxsize=8192)
 def path_segments(path: str) -> tuple[str, ...]:
+    # cached: a sweep checks each service's base path against every other service's claim
     return tuple(segment for segment in path.split("/") if segment)
 
 
@@ -498,10 +501,12 @@ def subpath_conflict(
     inner = path_segments(desired.base_path)
     found = []
     for claim in claims:
-        if claim.service == ref.key or claim.proxy == proxy_name:
+        outer = path_segments(claim.base_path)
+        # only a shorter path can enclose this one: most claims stop here (a sweep is N x N)
+        if len(outer) >= len(inner) or claim.service == ref.key or claim.proxy == proxy_name:
             continue
         shared = sorted(set(claim.environments) & set(desired.environments))
-        rest = _below(inner, path_segments(claim.base_path)) if shared else None
+        rest = _below(inner, outer) if shared else None
         if rest is not None and not _allowed(rest, claim.allow_subpaths):
             found.append((-len(path_segments(claim.base_path)), claim.service, claim, shared, rest))
     if not found:
