@@ -454,6 +454,13 @@ class Resolver:
     ) -> None:
         self.store, self.present, self.ttl, self.clock = store, present, ttl, clock
         self.cache: dict[str, Any] = {}
+        self._present: tuple[Any, str] | None = None
+
+    def _present_config(self) -> tuple[Any, str]:
+        # parsed once: a sweep asks for every proxy, and parsing the profiles file costs ~18 ms
+        if self._present is None:
+            self._present = (self.present.profiles(), self.present.owner_id)
+        return self._present
 
     def _fresh(self) -> None:
         if "at" not in self.cache or self.clock() - self.cache["at"] > self.ttl:
@@ -467,13 +474,13 @@ class Resolver:
         running_id = self.cache["fleet"].get("running")
         present = self.present
         if not running_id:
-            return present.profiles(), present.owner_id
+            return self._present_config()
         chosen = str(running_id)
         rollout = self.cache["rollout"]
         if rollout is not None and rollout.state in ACTIVE and rollout.renders_target(proxy):
             chosen = rollout.target
         if chosen == present.id:
-            return present.profiles(), present.owner_id
+            return self._present_config()
         key = f"config/{chosen}"
         if key not in self.cache:
             stored = self.store.get(key)
