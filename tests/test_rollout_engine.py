@@ -405,6 +405,11 @@ def test_the_resolver_parses_the_profiles_file_once_per_process(monkeypatch: pyt
     first = pick("svc00-proxy")
     assert all(pick(f"svc{i:02d}-proxy") == first for i in range(N))
     assert len(parsed) == 1
+    # given the caller's own parse of the same file (runtime.registrar), it parses nothing
+    already = world.running.profiles()
+    parsed.clear()
+    assert resolver(world.store, world.running, profiles=already)("svc00-proxy") == (already, "gatehouse")
+    assert parsed == []
 
 
 class WindowStats(Stats):

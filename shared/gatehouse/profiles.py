@@ -474,16 +474,21 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_profiles(path: Path | None = None) -> ProfileSet:
-    """Load and validate a profiles file; ``None`` loads the file shipped with gatehouse."""
+def read_profiles_text(path: Path | None = None) -> tuple[str, str]:
+    """A profiles file's text and the name errors give it; ``None``: the file shipped with gatehouse."""
     if path is None:
         text = resources.files("gatehouse").joinpath("profiles.yaml").read_text(encoding="utf-8")
-        return parse_profiles(text, source="profiles.yaml (built in)")
+        return text, "profiles.yaml (built in)"
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), str(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read profiles file {path}: {exc}") from None
-    return parse_profiles(text, source=str(path))
+
+
+def load_profiles(path: Path | None = None) -> ProfileSet:
+    """Load and validate a profiles file; ``None`` loads the file shipped with gatehouse."""
+    text, source = read_profiles_text(path)
+    return parse_profiles(text, source=source)
 
 
 def parse_profiles(text: str, *, source: str = "<profiles>") -> ProfileSet:

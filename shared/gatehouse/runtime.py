@@ -76,11 +76,12 @@ def coordinator(settings: Settings) -> FirestoreCoordinator:
 
 
 def registrar(settings: Settings) -> Registrar:
-    from gatehouse.profiles import load_profiles
+    from gatehouse.profiles import parse_profiles, read_profiles_text
     from gatehouse.registration.service import Registrar
 
-    profiles = load_profiles(settings.profiles_file)
-    pick = fleet_resolver(settings)
+    text, source = read_profiles_text(settings.profiles_file)
+    profiles = parse_profiles(text, source=source)
+    pick = fleet_resolver(settings, text=text, profiles=profiles)
     return Registrar(
         settings,
         apigee(settings),
@@ -108,7 +109,7 @@ def spec_reader(settings: Settings) -> SpecReader:
     )
 
 
-def fleet_resolver(settings: Settings) -> Any:
+def fleet_resolver(settings: Settings, *, text: str | None = None, profiles: Any = None) -> Any:
     """``Registrar.config_for``: the configuration each proxy renders with, read from the rollout
     store once per process call (a fleet change never reaches a proxy by a registration); its
     ``record_running`` records the running configuration on a process's first deploy."""
@@ -116,7 +117,8 @@ def fleet_resolver(settings: Settings) -> Any:
     from gatehouse.rollouts.engine import resolver
 
     store = FirestoreRolloutStore(firestore_project(settings), settings.firestore_database)
-    return resolver(store, fleet_config(settings))
+    # the registrar's own file text and parse, when it has them: the file is read and parsed once
+    return resolver(store, fleet_config(settings, text=text), profiles=profiles)
 
 
 def secretmanager_client(settings: Settings) -> Any:
@@ -311,20 +313,15 @@ def inventory(
     return build(snapshot, context)
 
 
-def fleet_config(settings: Settings) -> Any:
-    """The fleet configuration this process would render with (its profiles file and settings)."""
+def fleet_config(settings: Settings, *, text: str | None = None) -> Any:
+    """The fleet configuration this process would render with (its profiles file and settings);
+    ``text``: the profiles file as already read."""
     from gatehouse.bundle import RENDER_VERSION
+    from gatehouse.profiles import read_profiles_text
     from gatehouse.rollouts.fleet import FleetConfig, bundle_settings
 
-    if settings.profiles_file is None:
-        from importlib import resources
-
-        text = resources.files("gatehouse").joinpath("profiles.yaml").read_text(encoding="utf-8")
-    else:
-        try:
-            text = settings.profiles_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read profiles file {settings.profiles_file}: {exc}") from None
+    if text is None:
+        text, _ = read_profiles_text(settings.profiles_file)
     return FleetConfig(text, RENDER_VERSION, bundle_settings(settings.owner_id))
 
 

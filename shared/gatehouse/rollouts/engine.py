@@ -451,10 +451,12 @@ class Resolver:
         *,
         ttl: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        profiles: Any = None,
     ) -> None:
+        """``profiles``: ``present``'s profiles as the caller already parsed them."""
         self.store, self.present, self.ttl, self.clock = store, present, ttl, clock
         self.cache: dict[str, Any] = {}
-        self._present: tuple[Any, str] | None = None
+        self._present: tuple[Any, str] | None = (profiles, present.owner_id) if profiles is not None else None
 
     def _present_config(self) -> tuple[Any, str]:
         # parsed once: a sweep asks for every proxy, and parsing the profiles file costs ~18 ms
@@ -507,9 +509,10 @@ def resolver(
     *,
     ttl: float = 30.0,
     clock: Callable[[], float] = time.monotonic,
+    profiles: Any = None,
 ) -> Resolver:
     """A :class:`Resolver` (kept as a function: callers build one per process)."""
-    return Resolver(store, present, ttl=ttl, clock=clock)
+    return Resolver(store, present, ttl=ttl, clock=clock, profiles=profiles)
 
 
 def _duration(name: str, text: str) -> float:
