@@ -31,13 +31,11 @@ from typing import Any
 
 import pytest
 import requests
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 
-from gatehouse import exposure
 from gatehouse.local.demo import run_command
 from tests.conftest import wait_for
+from tests.test_registration_e2e import Fleet as RegistrationFleet
 
 pytestmark = pytest.mark.stack
 
@@ -80,23 +78,12 @@ def rollout_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         down(state_dir)
 
 
-class Fleet:
-    """Cloud Run services through the official client; proxies read from the Apigee stand-in."""
+class Fleet(RegistrationFleet):
+    """Registration e2e's hands, plus what a rollout test reads: revisions, deployed bundles."""
 
     def __init__(self, state: dict[str, Any]) -> None:
-        self.state = state
-        self.project, self.region = state["project"], state["region"]
-        self.parent = f"projects/{self.project}/locations/{self.region}"
-        self.client = run_v2.ServicesClient(
-            credentials=AnonymousCredentials(),
-            transport="rest",
-            client_options=ClientOptions(api_endpoint=state["cloudrun"]),
-        )
-        self.apigee = f"{state['apigee']}/v1/organizations/{state['organization']}"
+        super().__init__(state)
         self.env = state["environment"]
-
-    def proxy(self, name: str) -> str:
-        return exposure.proxy_name(self.project, self.region, name)
 
     def create(self, name: str) -> None:
         service = run_v2.Service(
