@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -518,18 +519,12 @@ class Registrar:
                     correlation_id=correlation_id,
                     record=False,
                 )
-            held: list[Registrar._Held] = []
-            try:
-                return self._reconcile_one(ref, apply, correlation_id, held)
-            finally:
-                for h in held:
-                    self.coordinator.release(h.lease)
+            with ExitStack() as cleanup:
+                return self._reconcile_one(ref, apply, correlation_id, cleanup)
 
-    def _reconcile_one(
-        self, ref: ServiceRef, apply: bool, correlation_id: str, held: list[Registrar._Held]
-    ) -> Report:
-        """``held`` receives the proxy's lease when it is taken before the proxy is read (the
-        caller releases it)."""
+    def _reconcile_one(self, ref: ServiceRef, apply: bool, correlation_id: str, cleanup: ExitStack) -> Report:
+        """A proxy lease taken here, before the proxy is read, is released by ``cleanup``."""
+        held: Registrar._Held | None = None
         try:
             service_doc = self.cloudrun.get_service(ref.project, ref.region, ref.service)
             contract = self._contract(ref, service_doc)
@@ -538,7 +533,8 @@ class Registrar:
                 if apply:
                     # a spec read takes a while: holding the lease from before the proxy is read
                     # keeps the plan true until it is written, with one read of the proxy
-                    held.append(self._take_lease(name, correlation_id))
+                    held = self._take_lease(name, correlation_id)
+                    cleanup.callback(self.coordinator.release, held.lease)
                 # the proxy's labels say whether the spec must be read: read them first
                 current = self._current(name)
                 want = self._rendered(ref, contract, current, grant=apply)
@@ -571,9 +567,7 @@ class Registrar:
                 correlation_id=correlation_id,
                 product=want.product.name if want.product else None,
             )
-        return self._apply_under_lease(
-            ref, want, the_plan, correlation_id, current=current, held=held[0] if held else None
-        )
+        return self._apply_under_lease(ref, want, the_plan, correlation_id, current=current, held=held)
 
     def _apply_under_lease(
         self,
