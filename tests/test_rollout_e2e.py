@@ -34,6 +34,7 @@ import requests
 from google.cloud import run_v2
 
 from gatehouse.local.demo import run_command
+from gatehouse.rollouts.engine import after_window_start
 from tests.conftest import wait_for
 from tests.test_registration_e2e import Fleet as RegistrationFleet
 
@@ -251,7 +252,8 @@ def test_a_failing_change_halts_after_one_proxy_and_a_deploy_meanwhile_renders_t
         # from the first whole minute after its deploy (what the gate's after-window reads)
         for name, p in (record.get("proxies") or {}).items():
             if p["wave"] == 0 and p.get("deployed_at") and name not in seeded:
-                after = int(p["deployed_at"] + 59) // 60 * 60
+                # the engine's own rule: int(t + 59) // 60 * 60 missed a deploy in a minute's first second
+                after = after_window_start(p["deployed_at"])
                 _seed(state, [_traffic(f.env, name, after + 60 * i + 1, 401, 300) for i in range(3)])
                 seeded[name] = after
 

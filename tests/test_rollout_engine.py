@@ -481,3 +481,13 @@ def test_a_wave_bigger_than_the_deploy_bound_goes_out_over_several_ticks_and_is_
     assert max(per_tick) == 4 and sum(per_tick) == N
     assert [n for n in per_tick if n] == [1, 1, 4, 4, 2]  # the last wave of six over two ticks
     assert all(p.deploys == 1 and p.state == "passed" for p in rollout.proxies.values())
+
+
+def test_the_window_after_a_deploy_starts_at_the_next_whole_minute() -> None:
+    """A deploy in a minute's first second counts from the next minute (int(t + 59) // 60 * 60,
+    which the e2e test used to seed its 401s, put them in the deploy's own minute)."""
+    from gatehouse.rollouts.engine import after_window_start
+
+    assert after_window_start(1796595060.47) == 1796595120
+    assert after_window_start(1796595119.99) == 1796595120
+    assert after_window_start(1796595120.0) == 1796595120

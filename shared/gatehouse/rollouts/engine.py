@@ -246,7 +246,7 @@ class RolloutEngine:
         window after the deploy (which starts at the next whole minute: the stats API's time range
         has minute resolution) holds one whole minute. A bake shorter than that would otherwise
         query a window that has not begun, find no requests and pause every wave as inconclusive."""
-        return max(deployed_at + self.settings.bake, _after_start(deployed_at) + 60)
+        return max(deployed_at + self.settings.bake, after_window_start(deployed_at) + 60)
 
     def _judge(self, members: list[ProxyState], deployed_at: float) -> dict[str, gate.Verdict]:
         already = {p.member.proxy: p.verdict for p in members if p.verdict is not None}
@@ -254,7 +254,7 @@ class RolloutEngine:
         window = self.settings.bake
         # whole minutes: the stats API's time range has minute resolution
         before = (int(first - max(window, 60)) // 60 * 60, int(first) // 60 * 60)
-        after = (_after_start(deployed_at), int(self.clock()) // 60 * 60)
+        after = (after_window_start(deployed_at), int(self.clock()) // 60 * 60)
         by_env: dict[str, list[str]] = {}
         for p in members:
             for env in p.member.environments:
@@ -401,7 +401,7 @@ class _Held:
         self.engine.coordinator.release(self.lease)
 
 
-def _after_start(deployed_at: float) -> int:
+def after_window_start(deployed_at: float) -> int:
     """The first whole minute after a deploy: the start of the window after it."""
     return math.ceil(deployed_at / 60) * 60
 
